@@ -1,0 +1,326 @@
+"""The study model: an immutable, typed view of a study definition.
+
+Renderers (PDF, Excel), readers and checks see only these objects, never raw JSON.
+The loader (`crf.loader`) builds them and guarantees their invariants: item ids unique
+within a form, soft limits inside hard limits, code lists well formed, visit forms existing.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+Scalar = Union[str, int, float]
+
+
+class ItemKind(str, enum.Enum):
+    TEXT = "text"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    DATE = "date"
+    PARTIAL_DATE = "partial-date"
+    TIME = "time"
+    CHOICE = "choice"
+    MULTI_CHOICE = "multi-choice"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A numeric range; any bound may be absent."""
+
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    exclusive_minimum: Optional[float] = None
+    exclusive_maximum: Optional[float] = None
+
+    @property
+    def is_empty(self) -> bool:
+        return all(b is None for b in (self.minimum, self.maximum, self.exclusive_minimum, self.exclusive_maximum))
+
+    @property
+    def low(self) -> Optional[float]:
+        return self.minimum if self.minimum is not None else self.exclusive_minimum
+
+    @property
+    def high(self) -> Optional[float]:
+        return self.maximum if self.maximum is not None else self.exclusive_maximum
+
+    def contains(self, value: float) -> bool:
+        if self.minimum is not None and value < self.minimum:
+            return False
+        if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
+            return False
+        if self.maximum is not None and value > self.maximum:
+            return False
+        if self.exclusive_maximum is not None and value >= self.exclusive_maximum:
+            return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        if self.minimum is not None:
+            parts.append(f">= {_num(self.minimum)}")
+        if self.exclusive_minimum is not None:
+            parts.append(f"> {_num(self.exclusive_minimum)}")
+        if self.maximum is not None:
+            parts.append(f"<= {_num(self.maximum)}")
+        if self.exclusive_maximum is not None:
+            parts.append(f"< {_num(self.exclusive_maximum)}")
+        return " and ".join(parts)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@dataclass(frozen=True)
+class Code:
+    code: Scalar
+    label: str
+
+
+@dataclass(frozen=True)
+class CodeList:
+    id: str
+    codes: tuple[Code, ...]
+    c_code: Optional[str] = None
+
+    @property
+    def values(self) -> tuple[Scalar, ...]:
+        return tuple(c.code for c in self.codes)
+
+    def label(self, code: Scalar) -> str:
+        for c in self.codes:
+            if c.code == code:
+                return c.label
+        return str(code)
+
+
+@dataclass(frozen=True)
+class SdtmTarget:
+    """Where an item goes in SDTM; `domain is None` means NOT SUBMITTED."""
+
+    domain: Optional[str] = None
+    variable: Optional[str] = None
+    where: Optional[str] = None
+
+    @property
+    def submitted(self) -> bool:
+        return self.domain is not None
+
+    def annotation(self) -> str:
+        if not self.submitted:
+            return "NOT SUBMITTED"
+        text = f"{self.variable}"
+        if self.where:
+            text += f" where {self.where}"
+        return text
+
+
+@dataclass(frozen=True)
+class Condition:
+    """The item is required (and shown) when `item` holds one of `values`."""
+
+    item: str
+    values: tuple[Scalar, ...]
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    question: str
+    kind: ItemKind
+    value_type: str  # JSON type of one value: string, integer or number
+    sdtm: SdtmTarget
+    pointer: str  # "forms/vital-signs.json#/properties/SYSBP", for messages
+    required: bool = False
+    condition: Optional[Condition] = None
+    required_with: tuple[str, ...] = ()  # dependentRequired: required once any of these is filled
+    help: Optional[str] = None
+    unit: Optional[str] = None
+    decimals: int = 0
+    hard: Limits = field(default_factory=Limits)
+    soft: Optional[Limits] = None
+    soft_message: Optional[str] = None
+    codelist: Optional[CodeList] = None
+    max_length: Optional[int] = None
+    pattern: Optional[str] = None
+    min_items: Optional[int] = None
+    derived: Optional[str] = None
+    reference_range: Optional[Limits] = None
+    assumption: Optional[str] = None
+    fixed: Optional[Any] = None  # value fixed for this form instance
+
+    @property
+    def is_input(self) -> bool:
+        """Entered by the site (not derived, not fixed)."""
+        return self.derived is None and self.fixed is None
+
+    @property
+    def is_number(self) -> bool:
+        return self.kind in (ItemKind.INTEGER, ItemKind.DECIMAL)
+
+
+@dataclass(frozen=True)
+class Form:
+    """A form (module) as written once in `forms/`, or as instantiated in a visit."""
+
+    id: str
+    title: str
+    version: str
+    items: tuple[Item, ...]
+    source: str  # relative path of the form schema
+    code: Optional[str] = None
+    domain: Optional[str] = None
+    description: Optional[str] = None
+
+    def item(self, item_id: str) -> Item:
+        for it in self.items:
+            if it.id == item_id:
+                return it
+        raise KeyError(item_id)
+
+    def has(self, item_id: str) -> bool:
+        return any(it.id == item_id for it in self.items)
+
+
+@dataclass(frozen=True)
+class FormInstance:
+    """One form as collected at one visit: `name` is its key in the visit CRF (VS_PRE)."""
+
+    name: str
+    title: str
+    form: Form
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        return self.form.items
+
+
+@dataclass(frozen=True)
+class Window:
+    before: int
+    after: int
+    anchor: str = "day0"
+    assumption: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Visit:
+    id: str
+    label: str
+    kind: str  # screening, scheduled, unscheduled
+    day: Optional[int]
+    week: Optional[int]
+    window: Window
+    infusion: Optional[int]
+    crf: str  # relative path of the visit CRF schema
+    forms: tuple[FormInstance, ...]
+
+    @property
+    def scheduled(self) -> bool:
+        return self.day is not None
+
+    def form(self, name: str) -> FormInstance:
+        for f in self.forms:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def has(self, name: str) -> bool:
+        return any(f.name == name for f in self.forms)
+
+
+@dataclass(frozen=True)
+class Log:
+    id: str
+    label: str
+    form: Form
+    rows: int
+    schema: str  # relative path of the log schema
+    starts: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Dosing:
+    drug: str
+    dose_mg_per_kg: float
+    vial_sizes_mg: tuple[float, ...]
+    route: Optional[str] = None
+    infusions: Optional[int] = None
+    loading_infusions: int = 0
+    min_interval_loading_days: Optional[int] = None
+    min_interval_maintenance_days: Optional[int] = None
+    last_infusion_max_day: Optional[int] = None
+    weight_source: Optional[str] = None
+    assumption: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Assumption:
+    where: str  # file#pointer or an id from study.json
+    text: str
+
+
+@dataclass(frozen=True)
+class Study:
+    id: str
+    title: str
+    protocol_version: str
+    form_version: str
+    dosing: Dosing
+    visits: tuple[Visit, ...]
+    logs: tuple[Log, ...]
+    codelists: tuple[CodeList, ...]
+    assumptions: tuple[Assumption, ...]
+    folder: Path
+    definition_hash: str  # SHA-256 over every file of the study definition
+    registry_id: Optional[str] = None
+    sponsor: Optional[str] = None
+    schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def visit(self, visit_id: str) -> Visit:
+        for v in self.visits:
+            if v.id == visit_id:
+                return v
+        raise KeyError(visit_id)
+
+    def log(self, log_id: str) -> Log:
+        for lg in self.logs:
+            if lg.id == log_id:
+                return lg
+        raise KeyError(log_id)
+
+    def forms(self) -> tuple[Form, ...]:
+        """Every distinct form definition (as written, before instance overrides), by id."""
+        seen: dict[str, Form] = {}
+        for v in self.visits:
+            for inst in v.forms:
+                seen.setdefault(inst.form.id, inst.form)
+        for lg in self.logs:
+            seen.setdefault(lg.form.id, lg.form)
+        return tuple(seen.values())
+
+    def item_count(self) -> int:
+        return sum(len(i.items) for v in self.visits for i in v.forms) + sum(len(lg.form.items) for lg in self.logs)
+
+    def iter_fields(self) -> Iterator[tuple[str, str, Item]]:
+        """(visit or log id, form instance name, item) for every collected item."""
+        for v in self.visits:
+            for inst in v.forms:
+                for it in inst.items:
+                    yield v.id, inst.name, it
+        for lg in self.logs:
+            for it in lg.form.items:
+                yield lg.id, lg.form.id, it
+
+
+@dataclass(frozen=True)
+class SchemaSet:
+    """The raw JSON Schemas of a study with a `referencing` registry, for the validator."""
+
+    registry: Any  # referencing.Registry
+    base_uri: str
+    visit_uris: dict[str, str]  # visit id -> URI of its visit CRF schema
+    log_uris: dict[str, str]  # log id -> URI of its log schema

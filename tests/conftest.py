@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_STUDY = ROOT / "schemas" / "belimumab-nmosd"
+MINI_STUDY = ROOT / "tests" / "fixtures" / "mini-study"
+
+
+@pytest.fixture(scope="session")
+def study():
+    from crf.loader import load_study
+
+    return load_study(SHIPPED_STUDY)
+
+
+@pytest.fixture(scope="session")
+def mini_study():
+    from crf.loader import load_study
+
+    return load_study(MINI_STUDY)
+
+
+@pytest.fixture
+def study_copy(tmp_path: Path) -> Callable[..., Path]:
+    """Copy a study folder to tmp_path; edit(path, fn) changes one JSON file in the copy."""
+
+    def make(source: Path = MINI_STUDY) -> Path:
+        target = tmp_path / source.name
+        shutil.copytree(source, target)
+        return target
+
+    return make
+
+
+def edit_json(path: Path, change: Callable[[Any], None]) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=1))
