@@ -24,12 +24,12 @@ def study_summary(study: Study) -> str:
         + ", ".join(f"{v:g} mg" for v in study.dosing.vial_sizes_mg),
         "",
         f"Visits ({len(study.visits)}):",
-        f"  {'visit':<5} {'day':>4}  {'window':<26} {'inf':>3} {'items':>5}  forms",
+        f"  {'visit':<5} {'day':>4}  {'window':<34} {'inf':>3} {'items':>5}  forms",
     ]
     for v in study.visits:
         day = "-" if v.day is None else str(v.day)
         items = sum(len(f.items) for f in v.forms)
-        lines.append(f"  {v.id:<5} {day:>4}  {_window(v):<26} {v.infusion or '-':>3} {items:>5}  {' '.join(f.name for f in v.forms)}")
+        lines.append(f"  {v.id:<5} {day:>4}  {_window(v):<34} {v.infusion or '-':>3} {items:>5}  {' '.join(f.name for f in v.forms)}")
     lines += ["", f"Logs ({len(study.logs)}):"]
     for lg in study.logs:
         lines.append(f"  {lg.id:<5} {lg.label:<50} {lg.rows:>3} rows {len(lg.form.items):>3} items per row")

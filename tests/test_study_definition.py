@@ -165,3 +165,22 @@ def test_definition_hash_changes_with_any_file(study_copy):
     before = load_study(folder).definition_hash
     edit_json(folder / "forms/outcome.json", lambda d: d.update({"description": "changed"}))
     assert load_study(folder).definition_hash != before
+
+
+def test_compiled_meta_schema_agrees_with_published_strict_one(study_copy):
+    """The loader's fast, flat meta-schema accepts and rejects what the published one does."""
+    import json
+
+    import jsonschema
+
+    from crf.loader import CRF_META_ID, _build_meta_registry, flat_crf_meta_schema
+
+    registry = _build_meta_registry()
+    strict = jsonschema.Draft202012Validator(registry.contents(CRF_META_ID), registry=registry)
+    flat = jsonschema.Draft202012Validator(flat_crf_meta_schema())
+    form = json.loads((MINI_STUDY / "forms/vitals.json").read_text())
+    assert strict.is_valid(form) and flat.is_valid(form)
+    form["properties"]["HR"]["x-unti"] = "/min"
+    form["allOf"][0]["then"]["x-note"] = "misplaced"
+    assert not strict.is_valid(form) and not flat.is_valid(form)
+    assert {tuple(e.absolute_path) for e in flat.iter_errors(form)} == {("properties", "HR"), ("allOf", 0, "then")}

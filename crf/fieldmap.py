@@ -1,0 +1,71 @@
+"""Where every input of a subject lives: the contract between the workbook writer and the readers.
+
+Each input cell of a subject workbook has a workbook-level defined name built here, and a row in
+the hidden `_meta` sheet's field map (docs/workbook-format.md). A field's *path* is its JSON pointer
+in the subject document (crf.subject): `/visits/V1/VS_PRE/WEIGHT`, `/logs/AE/0/AETERM`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+from .model import Item, Study
+
+_NAME = re.compile(r"^(?:F_(?P<visit>[A-Z0-9]+)__(?P<form>[A-Z0-9_]+?)__(?P<item>[A-Z0-9_]+)"
+                   r"|L_(?P<log>[A-Z0-9]+)__R(?P<row>\d{3})__(?P<litem>[A-Z0-9_]+))$")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a subject: a visit item, or one cell of a log row (row counts from 0)."""
+
+    container: str  # visit id or log id
+    form: str  # form instance name (visits) or log form id (logs)
+    item: Item
+    row: Optional[int] = None
+
+    @property
+    def is_log(self) -> bool:
+        return self.row is not None
+
+    @property
+    def path(self) -> str:
+        if self.row is None:
+            return f"/visits/{self.container}/{self.form}/{self.item.id}"
+        return f"/logs/{self.container}/{self.row}/{self.item.id}"
+
+    @property
+    def defined_name(self) -> str:
+        return defined_name(self.container, self.form, self.item.id, self.row)
+
+
+def defined_name(container: str, form: str, item_id: str, row: Optional[int] = None) -> str:
+    """Excel-safe name: letters, digits and underscores, never mistakable for a cell reference."""
+    if row is None:
+        return f"F_{container}__{form}__{item_id}"
+    return f"L_{container}__R{row + 1:03d}__{item_id}"
+
+
+def parse_defined_name(name: str) -> Optional[tuple[str, str, str, Optional[int]]]:
+    """(container, form or '', item id, row) from a defined name, or None when it is not one of ours."""
+    m = _NAME.match(name)
+    if not m:
+        return None
+    if m["visit"]:
+        return m["visit"], m["form"], m["item"], None
+    return m["log"], "", m["litem"], int(m["row"]) - 1
+
+
+def iter_fields(study: Study, inputs_only: bool = True) -> Iterator[Field]:
+    """Every field of one subject in schedule order: visits, then log rows."""
+    for visit in study.visits:
+        for inst in visit.forms:
+            for item in inst.items:
+                if item.is_input or not inputs_only:
+                    yield Field(visit.id, inst.name, item)
+    for log in study.logs:
+        for row in range(log.rows):
+            for item in log.form.items:
+                if item.is_input or not inputs_only:
+                    yield Field(log.id, log.form.id, item, row)
