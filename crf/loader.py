@@ -265,6 +265,7 @@ class _Loader:
             form_version=doc["form_version"], dosing=dosing, visits=tuple(visits), logs=tuple(logs),
             codelists=codelists, assumptions=tuple(self.assumptions), folder=self.folder,
             definition_hash=self.definition_hash, registry_id=doc.get("registry_id"), sponsor=doc.get("sponsor"),
+            form_definitions=tuple(f for f in self.forms.values() if f is not None),
             schemas=schemas,
         )
 

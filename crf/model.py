@@ -278,6 +278,7 @@ class Study:
     definition_hash: str  # SHA-256 over every file of the study definition
     registry_id: Optional[str] = None
     sponsor: Optional[str] = None
+    form_definitions: tuple[Form, ...] = ()  # each form as written in forms/, before instance overrides
     schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
 
     def visit(self, visit_id: str) -> Visit:
@@ -293,14 +294,8 @@ class Study:
         raise KeyError(log_id)
 
     def forms(self) -> tuple[Form, ...]:
-        """Every distinct form definition (as written, before instance overrides), by id."""
-        seen: dict[str, Form] = {}
-        for v in self.visits:
-            for inst in v.forms:
-                seen.setdefault(inst.form.id, inst.form)
-        for lg in self.logs:
-            seen.setdefault(lg.form.id, lg.form)
-        return tuple(seen.values())
+        """Every distinct form definition (as written, before instance overrides), in order of first use."""
+        return self.form_definitions
 
     def item_count(self) -> int:
         return sum(len(i.items) for v in self.visits for i in v.forms) + sum(len(lg.form.items) for lg in self.logs)
