@@ -496,7 +496,9 @@ class _Loader:
         derived = spec.get("x-derived")
         if derived:
             try:
-                expressions.parse(derived)
+                unknown = sorted(expressions.parse(derived).functions() - _known_functions())
+                if unknown:
+                    self.problem(file, ptr + "/x-derived", f"item {name}: unknown function {', '.join(f + '()' for f in unknown)} in {derived!r}; see docs/edit-checks.md for the functions")
             except expressions.ExpressionError as exc:
                 self.problem(file, ptr + "/x-derived", f"item {name}: {exc}")
         max_length = spec.get("maxLength")
@@ -545,6 +547,13 @@ class _Loader:
                 if it.codelist:
                     seen.setdefault(it.codelist.id, it.codelist)
         return tuple(sorted(seen.values(), key=lambda c: c.id))
+
+
+def _known_functions() -> frozenset[str]:
+    """Functions an x-derived expression may call: the builtins and the rules engine's subject functions."""
+    from .rules.functions import known_function_names  # here, not at the top: crf.rules imports this module
+
+    return known_function_names()
 
 
 def _code_key(code: Any) -> str:

@@ -1,0 +1,526 @@
+"""Functions the rule expressions (and x-derived items) call, and the registered Python rules.
+
+Two registries:
+
+- `CONTEXT_FUNCTIONS`: functions of the expression language that need the subject (rows of a log,
+  forms across visits, Day 0, the EDSS algorithm...). `crf.loader` checks every x-derived function
+  name against `known_function_names()`.
+- `PYTHON_RULES`: rules that are not single expressions (schedule, limits, missed doses). A rule file
+  names one with `"kind": "python", "function": "<name>"`; it yields `Hit`s and the engine turns
+  them into Findings with the rule's id, severity, category and message templates.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable, Iterator, Mapping, Optional, TYPE_CHECKING
+
+from ..expressions import BUILTINS, MISSING, Thunk, lazy
+from ..model import Item, ItemKind
+from .context import typed
+
+if TYPE_CHECKING:
+    from .context import Frame, SubjectContext
+    from .engine import Rule
+
+ContextFunction = Callable[..., Any]
+
+
+@dataclass
+class Hit:
+    """What a Python rule found; the engine adds rule id, severity, category and the message."""
+
+    visit: str = ""
+    form: str = ""
+    field: str = ""
+    row: Optional[int] = None  # log row index (from 0)
+    values: dict[str, Any] = dc_field(default_factory=dict)  # placeholders of the message template
+    message: str = "default"  # key of the rule's `messages` (or its `message`)
+    severity: Optional[str] = None  # overrides the rule's severity: error, query, major, minor
+    key: str = ""  # tells two hits of one rule on one field apart
+    value: Any = None
+
+
+PythonRule = Callable[["SubjectContext", "Rule"], Iterator[Hit]]
+PYTHON_RULES: dict[str, PythonRule] = {}
+
+
+def python_rule(name: str) -> Callable[[PythonRule], PythonRule]:
+    def register(fn: PythonRule) -> PythonRule:
+        PYTHON_RULES[name] = fn
+        return fn
+    return register
+
+
+# -- EDSS (Kurtzke / Neurostatus) -------------------------------------------------------------
+
+EDSS_BY_AMBULATION = {3: 5.0, 4: 5.5, 5: 6.0, 6: 6.0, 7: 6.0, 8: 6.5, 9: 6.5, 10: 7.0, 11: 7.5, 12: 8.0,
+                      13: 8.5, 14: 9.0, 15: 9.5, 16: 10.0}
+
+
+def edss_from_fs(visual: int, brainstem: int, pyramidal: int, cerebellar: int, sensory: int,
+                 bowel_bladder: int, cerebral: int) -> float:
+    """EDSS step 0-5.5 from the functional-system grades (converted visual and bowel/bladder).
+
+    Kurtzke's definitions as Neurostatus applies them to a fully ambulatory subject; cerebral grade 1
+    does not count (EDSS 0 allows it).
+    """
+    grades = [visual, brainstem, pyramidal, cerebellar, sensory, bowel_bladder, 0 if cerebral == 1 else cerebral]
+    n = {g: sum(1 for x in grades if x == g) for g in range(1, 7)}
+    top = max(grades)
+    if top == 0:
+        return 0.0
+    if top == 1:
+        return 1.0 if n[1] == 1 else 1.5
+    if top == 2:
+        return {1: 2.0, 2: 2.5, 3: 3.0, 4: 3.0, 5: 3.5}.get(n[2], 4.0)
+    if top == 3:
+        if n[3] == 1:
+            return 3.0 if n[2] == 0 else 3.5 if n[2] <= 2 else 4.0
+        return 3.5 if n[3] == 2 and n[2] == 0 else 4.0
+    if top == 4:
+        return 4.0 if n[4] == 1 and n[3] == 0 and n[2] == 0 else 4.5
+    if top == 5:
+        return 5.0 if n[5] == 1 and n[4] == n[3] == n[2] == 0 else 5.5
+    return 5.5
+
+
+def edss_neurostatus(visual: Any, pyramidal: Any, sensory: Any, bowel_bladder: Any, brainstem: Any,
+                     cerebellar: Any, cerebral: Any, ambulation: Any) -> Any:
+    """EDSS from converted FS grades and the Neurostatus ambulation score (argument order of EDSSCALC).
+
+    Ambulation 0-1 (fully ambulatory): the FS grades decide. 2 (walks 300-499 m): 4.5, or 5.0 when
+    the FS grades give 5.0 or more. 3-4: the ambulation step or the FS step, whichever is higher.
+    5-16: the ambulation step (spec EC-31 map).
+    """
+    args = (visual, pyramidal, sensory, bowel_bladder, brainstem, cerebellar, cerebral, ambulation)
+    if any(not isinstance(a, (int, float)) or isinstance(a, bool) for a in args):
+        return MISSING
+    fs = edss_from_fs(int(visual), int(brainstem), int(pyramidal), int(cerebellar), int(sensory), int(bowel_bladder), int(cerebral))
+    amb = int(ambulation)
+    if amb <= 1:
+        return fs
+    if amb == 2:
+        return 5.0 if fs >= 5.0 else 4.5
+    step = EDSS_BY_AMBULATION.get(amb, MISSING)
+    if step is MISSING:
+        return MISSING
+    return max(step, fs) if amb <= 4 else step
+
+
+# -- iteration over logs and forms ------------------------------------------------------------------
+
+def _units(frame: "Frame", target: Thunk) -> list["Frame"]:
+    name = target.name or ""
+    ctx = frame.ctx
+    if name in ctx.layout.log_items:
+        return [f.child(frame) for f in ctx.row_frames(name)]
+    return [f.child(frame) for f in ctx.form_frames(name)]
+
+
+def _matching(frame: "Frame", target: Thunk, condition: Optional[Thunk]) -> Iterator["Frame"]:
+    for unit in _units(frame, target):
+        if condition is None or bool(condition(unit)):
+            yield unit
+
+
+@lazy
+def _count(frame: "Frame", target: Thunk, condition: Optional[Thunk] = None) -> int:
+    return sum(1 for _ in _matching(frame, target, condition))
+
+
+@lazy
+def _any(frame: "Frame", target: Thunk, condition: Optional[Thunk] = None) -> bool:
+    return any(True for _ in _matching(frame, target, condition))
+
+
+@lazy
+def _none(frame: "Frame", target: Thunk, condition: Optional[Thunk] = None) -> bool:
+    return not any(True for _ in _matching(frame, target, condition))
+
+
+@lazy
+def _value_in(frame: "Frame", target: Thunk, item: Thunk, condition: Optional[Thunk] = None) -> Any:
+    """The first non-blank value of `item` in the rows of a log or the forms of that id, in schedule order."""
+    for unit in _matching(frame, target, condition):
+        value = item(unit)
+        if value is not MISSING:
+            return value
+    return MISSING
+
+
+@lazy
+def _computed(frame: "Frame", item: Thunk) -> Any:
+    """A derived item's value computed from its x-derived expression, ignoring what was recorded."""
+    name = item.name or ""
+    model = frame.items.get(name)
+    return frame.compute(model) if model is not None else MISSING
+
+
+@lazy
+def _blank_items(frame: "Frame", *items: Thunk) -> list[str]:
+    return [t.name or t.text for t in items if t(frame) is MISSING]
+
+
+@lazy
+def _items_with(frame: "Frame", wanted: Thunk, *items: Thunk) -> list[str]:
+    value = wanted(frame)
+    return [t.name or t.text for t in items if t(frame) == value]
+
+
+def _reference(frame: "Frame", item: Thunk, end: str) -> Any:
+    model = frame.items.get(item.name or "")
+    rng = model.reference_range if model is not None else None
+    if rng is None:
+        return MISSING
+    bound = rng.high if end == "high" else rng.low
+    return MISSING if bound is None else bound
+
+
+@lazy
+def _uln(frame: "Frame", item: Thunk) -> Any:
+    return _reference(frame, item, "high")
+
+
+@lazy
+def _lln(frame: "Frame", item: Thunk) -> Any:
+    return _reference(frame, item, "low")
+
+
+# -- dates of the subject ------------------------------------------------------------------------
+
+@lazy
+def _last_dose_date(frame: "Frame") -> Any:
+    dates = [d for _, _, d in frame.ctx.infusions if isinstance(d, dt.date)]
+    return max(dates) if dates else MISSING
+
+
+@lazy
+def _first_dose_date(frame: "Frame") -> Any:
+    return frame.ctx.day0
+
+
+@lazy
+def _study_end(frame: "Frame") -> Any:
+    """The end-of-study date, or today while the subject is still in the study."""
+    ctx = frame.ctx
+    eos = ctx.end_of_study
+    if eos is not None:
+        date = eos.resolve(ctx.constants.get("schedule", {}).get("end_of_study_date", "DSSTDAT"))
+        if isinstance(date, dt.date):
+            return date
+    return ctx.today
+
+
+def _visit_arg(frame: "Frame", visit: Thunk) -> Any:
+    name = visit.name or ""
+    return frame.ctx.layout.visits.get(name)
+
+
+@lazy
+def _target_date(frame: "Frame", visit: Thunk) -> Any:
+    v = _visit_arg(frame, visit)
+    day0 = frame.ctx.day0
+    if v is None or v.day is None or day0 is MISSING:
+        return MISSING
+    return day0 + dt.timedelta(days=v.day)
+
+
+@lazy
+def _window_end(frame: "Frame", visit: Thunk) -> Any:
+    v = _visit_arg(frame, visit)
+    target = _target_date(frame, visit)
+    return MISSING if target is MISSING else target + dt.timedelta(days=v.window.after)
+
+
+@lazy
+def _visit_in_window(frame: "Frame", visit: Thunk) -> Any:
+    from .schedule import analyse
+
+    timing = analyse(frame.ctx).visits.get(visit.name or "")
+    return MISSING if timing is None or timing.in_window is None else timing.in_window
+
+
+@lazy
+def _study_day(frame: "Frame", date: Thunk) -> Any:
+    d, day0 = date(frame), frame.ctx.day0
+    if not isinstance(d, dt.date) or day0 is MISSING:
+        return MISSING
+    return (d - day0).days
+
+
+def _overlap_bounds(start: Any, end: Any) -> tuple[Any, Any, Any, Any]:
+    from ..expressions import _partial_bounds
+
+    s_lo, s_hi = _partial_bounds(start)
+    if end is MISSING or end is None:
+        e_lo, e_hi = dt.date.max, dt.date.max  # ongoing
+    else:
+        e_lo, e_hi = _partial_bounds(end)
+    return s_lo, s_hi, e_lo, e_hi
+
+
+def _may_overlap(start: Any, end: Any, first: Any, last: Any) -> bool:
+    """The period start..end (partial dates allowed; blank end = ongoing) can overlap first..last."""
+    s_lo, _, _, e_hi = _overlap_bounds(start, end)
+    if s_lo is MISSING or e_hi is MISSING or not isinstance(first, dt.date) or not isinstance(last, dt.date):
+        return False
+    return s_lo <= last and e_hi >= first
+
+
+def _must_overlap(start: Any, end: Any, first: Any, last: Any) -> bool:
+    """Every date the partial dates could stand for makes start..end overlap first..last."""
+    _, s_hi, e_lo, _ = _overlap_bounds(start, end)
+    if s_hi is MISSING or e_lo is MISSING or not isinstance(first, dt.date) or not isinstance(last, dt.date):
+        return False
+    return s_hi <= last and e_lo >= first
+
+
+# -- EDSS across visits (attack log) -------------------------------------------------------------------
+
+def _edss_frames(ctx: "SubjectContext") -> list[tuple[dt.date, "Frame"]]:
+    cached = ctx.memo.get("edss-frames")
+    if cached is None:
+        cached = []
+        for f in ctx.form_frames("EDSS"):
+            d = f.resolve("RSDAT")
+            if isinstance(d, dt.date):
+                cached.append((d, f))
+        cached.sort(key=lambda t: t[0])
+        ctx.memo["edss-frames"] = cached
+    return cached
+
+
+def _before(ctx: "SubjectContext", date: Any) -> Optional["Frame"]:
+    if not isinstance(date, dt.date):
+        return None
+    found = None
+    for d, f in _edss_frames(ctx):
+        if d < date and f.resolve("EDSS") is not MISSING:
+            found = f
+    return found
+
+
+@lazy
+def _last_edss_before(frame: "Frame", date: Thunk) -> Any:
+    found = _before(frame.ctx, date(frame))
+    return found.resolve("EDSS") if found is not None else MISSING
+
+
+def _attack_assessment(ctx: "SubjectContext", onset: Any) -> Optional["Frame"]:
+    """The first EDSS dated within 7 days after onset (the attack assessment), if any."""
+    if not isinstance(onset, dt.date):
+        return None
+    limit = onset + dt.timedelta(days=ctx.constants.get("attack_edss_days", 7))
+    for d, f in _edss_frames(ctx):
+        if onset <= d <= limit:
+            return f
+    return None
+
+
+FS_ITEMS = ("FSVIS", "FSBS", "FSPYR", "FSCRB", "FSSEN", "FSBB", "FSCBR")
+
+
+@lazy
+def _fs_worsening(frame: "Frame", date: Thunk) -> Any:
+    """'Y' when the attack assessment shows EDSS +0.5 or more, or >= 1 point in 2 FS, or >= 2 in 1 FS."""
+    ctx = frame.ctx
+    onset = date(frame)
+    base = _before(ctx, onset)
+    if base is None:
+        return MISSING
+    after = _attack_assessment(ctx, onset)
+    base_edss = base.resolve("EDSS")
+    if after is None:
+        attack_edss = frame.resolve("ATTEDSS")
+        if attack_edss is MISSING or base_edss is MISSING:
+            return MISSING
+        return "Y" if attack_edss - base_edss >= 0.5 else "N"
+    new_edss = after.resolve("EDSS")
+    if isinstance(new_edss, (int, float)) and isinstance(base_edss, (int, float)) and new_edss - base_edss >= 0.5:
+        return "Y"
+    rises = []
+    for item in FS_ITEMS:
+        a, b = base.resolve(item), after.resolve(item)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            rises.append(b - a)
+    if not rises:
+        return MISSING
+    return "Y" if sum(1 for r in rises if r >= 1) >= 2 or any(r >= 2 for r in rises) else "N"
+
+
+@lazy
+def _attack_edss_status(frame: "Frame") -> Any:
+    """ON TIME, LATE, PENDING, UNDATED or NOT ASSESSED: the EDSS assessment of the attack in this row."""
+    ctx = frame.ctx
+    onset = frame.resolve("CESTDAT")
+    if not isinstance(onset, dt.date):
+        return MISSING
+    if _attack_assessment(ctx, onset) is not None:
+        return "ON TIME"
+    days = ctx.constants.get("attack_edss_days", 7)
+    for d, f in _edss_frames(ctx):
+        if d > onset + dt.timedelta(days=days) and f.resolve("RSCONTXT") == "ATTACK":
+            return "LATE"
+    if ctx.today <= onset + dt.timedelta(days=days):
+        return "PENDING"
+    if frame.resolve("ATTEDSS") is not MISSING:
+        return "UNDATED"
+    return "NOT ASSESSED"
+
+
+@lazy
+def _edss_neurostatus(frame: "Frame", *args: Thunk) -> Any:
+    return edss_neurostatus(*(a(frame) for a in args))
+
+
+CONTEXT_FUNCTIONS: dict[str, ContextFunction] = {
+    "count": _count,
+    "any_row": _any,
+    "no_row": _none,
+    "count_forms": _count,
+    "any_form": _any,
+    "no_form": _none,
+    "value_in": _value_in,
+    "computed": _computed,
+    "blank_items": _blank_items,
+    "items_with": _items_with,
+    "uln": _uln,
+    "lln": _lln,
+    "last_dose_date": _last_dose_date,
+    "first_dose_date": _first_dose_date,
+    "study_end": _study_end,
+    "target_date": _target_date,
+    "window_end": _window_end,
+    "visit_in_window": _visit_in_window,
+    "study_day": _study_day,
+    "may_overlap": _may_overlap,
+    "must_overlap": _must_overlap,
+    "last_edss_before": _last_edss_before,
+    "fs_worsening": _fs_worsening,
+    "attack_edss_status": _attack_edss_status,
+    "edss_neurostatus": _edss_neurostatus,
+}
+
+
+def known_function_names() -> frozenset[str]:
+    return frozenset(BUILTINS) | frozenset(CONTEXT_FUNCTIONS)
+
+
+# -- Python rules: limits from the schemas ----------------------------------------------------------------
+
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _fmt_limits(text: str) -> str:
+    return text.replace(" and ", ", ") or "none"
+
+
+@dataclass(frozen=True)
+class _Limited:
+    item: Item
+    hard: Optional[Any]  # Limits, or None when the item has no hard limits
+    soft: Optional[Any]
+    reference: Optional[Any]
+
+
+_LIMITED: dict[int, tuple[Any, list[_Limited]]] = {}
+
+
+def _limited_items(frame: "Frame") -> list[_Limited]:
+    """The frame's numeric input items that have limits (computed once per form instance)."""
+    cached = _LIMITED.get(id(frame.items))
+    if cached is None or cached[0] is not frame.items:
+        cached = (frame.items, [_Limited(it, None if it.hard.is_empty else it.hard, it.soft, it.reference_range)
+                                for it in frame.items.values() if it.is_number and it.is_input
+                                and (not it.hard.is_empty or it.soft is not None or it.reference_range is not None)])
+        _LIMITED[id(frame.items)] = cached
+    return cached[1]
+
+
+@python_rule("item_limits")
+def item_limits(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
+    """Each numeric item of the given forms against its hard limits (error) and soft limits (query).
+
+    params: forms (form ids), items (optional subset), bounds: "hard", "soft" or "both".
+    """
+    params = rule.params
+    bounds = params.get("bounds", "both")
+    check_hard, check_soft = bounds in ("hard", "both"), bounds in ("soft", "both")
+    wanted = set(params.get("items", ()))
+    for form_id in params.get("forms", ()):
+        for frame in ctx.form_frames(form_id):
+            data = frame.data
+            for lim in _limited_items(frame):
+                item = lim.item
+                raw = data.get(item.id)
+                if raw is None or (wanted and item.id not in wanted):
+                    continue
+                value = _number(typed(item, raw))
+                if value is None:
+                    continue
+                inside_hard = lim.hard is None or lim.hard.contains(value)
+                if check_hard and not inside_hard:
+                    yield Hit(frame.visit or "", frame.instance or "", item.id, message="hard", severity="error", key="hard", value=raw,
+                              values={"item": item.id, "question": item.question, "value": raw, "unit": item.unit or "",
+                                      "limits": _fmt_limits(lim.hard.describe())})
+                elif check_soft and inside_hard and lim.soft is not None and not lim.soft.contains(value):
+                    yield Hit(frame.visit or "", frame.instance or "", item.id, message="soft", severity="query", key="soft", value=raw,
+                              values={"item": item.id, "question": item.question, "value": raw, "unit": item.unit or "",
+                                      "limits": _fmt_limits(lim.soft.describe()), "note": item.soft_message or ""})
+
+
+@python_rule("lab_values")
+def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
+    """Lab values: outside hard limits (error); outside the reference range with LBCLSIG blank (error)."""
+    for form_id in rule.params.get("forms", ()):
+        for frame in ctx.form_frames(form_id):
+            abnormal = []
+            for lim in _limited_items(frame):
+                item = lim.item
+                raw = frame.data.get(item.id)
+                if raw is None:
+                    continue
+                value = _number(typed(item, raw))
+                if value is None:
+                    continue
+                if lim.hard is not None and not lim.hard.contains(value):
+                    yield Hit(frame.visit or "", frame.instance or "", item.id, message="hard", severity="error", key="hard",
+                              values={"item": item.id, "question": item.question, "value": frame.data.get(item.id),
+                                      "unit": item.unit or "", "limits": _fmt_limits(item.hard.describe())},
+                              value=frame.data.get(item.id))
+                    continue
+                rng = lim.reference
+                if rng is not None and ((rng.low is not None and value < rng.low) or (rng.high is not None and value > rng.high)):
+                    abnormal.append(f"{item.id} {frame.data.get(item.id)}")
+            sig = frame.items.get("LBCLSIG")
+            if abnormal and sig is not None and frame.resolve("LBCLSIG") is MISSING:
+                yield Hit(frame.visit or "", frame.instance or "", "LBCLSIG", message="significance", severity="error", key="significance",
+                          values={"abnormal": ", ".join(abnormal)})
+
+
+@python_rule("procedures_before_consent")
+def procedures_before_consent(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
+    """Study procedures dated before consent. params: consent (VISIT.FORM.ITEM), dates ({form id: date
+    item}), per: "form" (one finding per dated form, EC-02) or "visit" (one per visit, PD-01)."""
+    params = rule.params
+    consent = ctx.subject_frame().resolve(params.get("consent", ""))
+    if not isinstance(consent, dt.date):
+        return
+    per_visit: dict[str, list[tuple[str, str, dt.date]]] = {}
+    for form_id, item in params.get("dates", {}).items():
+        for frame in ctx.form_frames(form_id):
+            d = frame.resolve(item)
+            if isinstance(d, dt.date) and d < consent:
+                per_visit.setdefault(frame.visit or "", []).append((frame.instance or "", item, d))
+    for visit_id in (v.id for v in ctx.study.visits if v.id in per_visit):
+        found = per_visit[visit_id]
+        label = ctx.layout.visits[visit_id].label
+        if params.get("per", "form") == "visit":
+            instance, item, d = min(found, key=lambda t: t[2])
+            yield Hit(visit_id, instance, item, value=d.isoformat(), values={
+                "label": label, "consent": consent, "first": d, "forms": ", ".join(f"{i} ({dd.isoformat()})" for i, _, dd in found)})
+        else:
+            for instance, item, d in found:
+                yield Hit(visit_id, instance, item, value=d.isoformat(), values={"label": label, "consent": consent, "date": d, "form": instance})
