@@ -127,3 +127,137 @@ def check(study_dir: Path) -> None:
         sys.exit(1)
     click.echo(study_summary(study))
     click.echo("\nNo problems found.")
+
+
+@build.command()
+@study_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True,
+              help="Output folder; the subject files go to OUT/returned/.")
+@click.option("--subjects", "count", type=click.IntRange(min=1), default=5, show_default=True, help="Number of subjects.")
+@click.option("--site", default="01", show_default=True, help="Site number; subjects are numbered SITE-001, SITE-002...")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same files.")
+@click.option("--plant", "plants", default="", help="Problems to plant, comma-separated kinds (repeat a kind to plant it twice).")
+@click.option("--format", "fmt", type=click.Choice(["xlsx", "json"]), default="xlsx", show_default=True)
+@click.option("--list-plants", is_flag=True, help="List the kinds of planted problem and exit.")
+def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: str, fmt: str, list_plants: bool) -> None:
+    """Generate synthetic returned CRFs: realistic subjects, optionally with planted problems.
+
+    Example: python build_crf.py synth --out out --subjects 5 --plant missing-required,dose-deviation --format json
+    """
+    from .synth import PLANTS, PlantNotApplicable, generate
+
+    if list_plants:
+        for name, kind in sorted(PLANTS.items()):
+            click.echo(f"{name:26} {kind.help}")
+        return
+    kinds = [k.strip() for k in plants.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in PLANTS]
+    if unknown:
+        raise click.BadParameter(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(sorted(PLANTS))}", param_hint="--plant")
+    try:
+        written = generate(_load(study_dir), out / "returned", count, site=site, seed=seed, plants=kinds, fmt=fmt,  # type: ignore[arg-type]
+                           manifest=out / "planted.json")  # beside returned/, which gets validated
+    except PlantNotApplicable as exc:
+        raise click.ClickException(str(exc))
+    click.echo(f"{len(written)} subject file(s) in {out / 'returned'}" + (f"; planted problems listed in {out / 'planted.json'}" if kinds else ""))
+
+
+# -- validate ----------------------------------------------------------------------------------
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@study_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "xlsx", "html"]), default="text", show_default=True,
+              help="Report format.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the report to this file (default: standard output; required for xlsx).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: number of cores).")
+@click.option("--today", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Date the future-date checks compare with (default: today); fix it to reproduce a report.")
+@click.option("--timestamp", default=None, help="Text to print as the report's generation time (default: none, so reports are reproducible).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on standard error (default: for 10 files or more on a terminal).")
+def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optional[Path], jobs: Optional[int],
+             today: Optional[object], timestamp: Optional[str], progress: Optional[bool]) -> None:
+    """Check returned CRFs (workbooks .xlsx/.xlsm, JSON subject documents; folders are searched) and report.
+
+    Exit status: 0 nothing needs action, 1 errors, open queries or major deviations, 2 usage error.
+
+    Example: python validate.py returned/ --format html --output report.html
+    """
+    from .readers import discover
+    from .reports import render
+    from .validation import validate as run
+
+    if fmt == "xlsx" and output is None:
+        raise click.UsageError("--format xlsx writes a workbook: give --output FILE.xlsx")
+    if output is not None:
+        resolved = output.resolve()
+        if any(resolved == p.resolve() for p in discover(paths)):
+            raise click.UsageError(f"--output {output} is one of the input files; input files are never overwritten")
+    study = _load(study_dir)
+    count = sum(1 for _ in discover(paths))
+    if count == 0:
+        raise click.UsageError("no returned CRFs (.xlsx, .xlsm, .json) found in " + ", ".join(str(p) for p in paths))
+    show = progress if progress is not None else (count >= 10 and sys.stderr.isatty())
+    bar = click.progressbar(length=count, label="Checking", file=sys.stderr) if show else None
+    done = [0]
+
+    def step(i: int, total: int) -> None:
+        if bar is not None:
+            bar.update(i - done[0])
+            done[0] = i
+
+    if bar is not None:
+        bar.__enter__()
+    try:
+        result = run(study, list(paths), jobs=jobs, progress=step, generated=timestamp, today=today.date() if today else None)  # type: ignore[attr-defined]
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    from .reports.text_report import render_summary
+
+    data = render(result, fmt)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+        click.echo(render_summary(result) + f"\nReport written to {output}", err=True)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        if fmt != "text":
+            click.echo(render_summary(result), err=True)
+    sys.exit(1 if result.needs_action else 0)
+
+
+DEFAULT_RULES_DOC = Path(__file__).resolve().parent.parent / "docs" / "edit-checks.md"
+
+
+@build.command("rules-doc")
+@study_option
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_RULES_DOC,
+              show_default="docs/edit-checks.md", help="Markdown file to write.")
+@click.option("--check", "check_only", is_flag=True, help="Do not write: exit 1 if the file differs from the rules.")
+def rules_doc(study_dir: Path, out_file: Path, check_only: bool) -> None:
+    """Write the edit-check listing (every rule: id, forms, severity, category, message, assumption) from the rules files.
+
+    Example: python build_crf.py rules-doc
+    """
+    from .rules import RuleSet
+    from .rules.docs import render_markdown
+
+    study = _load(study_dir)
+    try:
+        ruleset = RuleSet.load(study)
+    except StudyDefinitionError as exc:
+        for problem in exc.problems:
+            click.echo(f"problem: {problem}", err=True)
+        raise click.ClickException(f"{len(exc.problems)} problem(s) in the rules of {study_dir}")
+    text = render_markdown(ruleset)
+    if check_only:
+        current = out_file.read_text(encoding="utf-8") if out_file.is_file() else ""
+        if current != text:
+            raise click.ClickException(f"{out_file} is out of date: run python build_crf.py rules-doc")
+        click.echo(f"{out_file} is up to date ({len(ruleset.rules)} rules)")
+        return
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(text, encoding="utf-8")
+    click.echo(f"{len(ruleset.rules)} rules written to {out_file}")

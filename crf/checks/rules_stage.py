@@ -1,0 +1,31 @@
+"""The rules stage: the study's consistency checks and protocol deviations (EC-xx, PD-xx) from crf/rules/.
+
+The rules engine is built once per worker (`RuleSet.load`) and run on one subject at a time, so a
+worker never holds more than one subject's data. `today` fixes the date of future-date checks, so
+that a rerun with the same inputs gives the same report.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterator, Optional
+
+from ..findings import Finding
+from ..model import Study
+from ..readers.base import ReadSubject
+from ..rules import AttackCount, RuleSet, endpoint_summary
+
+
+class RulesStage:
+    name = "rules"
+
+    def __init__(self, study: Study, today: Optional[dt.date] = None):
+        self.ruleset = RuleSet.load(study, today=today)
+        self.today = today
+
+    def check(self, read: ReadSubject) -> Iterator[Finding]:
+        yield from self.ruleset.check([read.record], today=self.today)
+
+    def summary(self, read: ReadSubject) -> dict[str, Any]:
+        """The primary endpoint's attack count for the HTML report (derived from the log, and as reported)."""
+        counts: list[AttackCount] = endpoint_summary(self.ruleset, [read.record], today=self.today)
+        return {"attacks": counts[0]} if counts else {}

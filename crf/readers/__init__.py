@@ -1,0 +1,79 @@
+"""Readers: a returned file (workbook or JSON subject document) -> SubjectRecord with a Location per field.
+
+`read_file` is the edge where an unusable file becomes exactly one finding naming it; it never
+raises on bad input and never opens a file for writing.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..model import Study
+from . import safety
+from .base import FileResult, ReadSubject, Unusable, file_finding, finding_from
+
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+JSON_SUFFIXES = (".json",)
+INPUT_SUFFIXES = WORKBOOK_SUFFIXES + JSON_SUFFIXES
+
+__all__ = ["FileResult", "ReadSubject", "read_file", "discover", "INPUT_SUFFIXES"]
+
+
+def discover(paths: Iterable[Path]) -> Iterator[Path]:
+    """Input files under `paths` (files as given, folders searched recursively), sorted, each once."""
+    seen: set[Path] = set()
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            candidates = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
+                          and not p.name.startswith(("~$", ".~lock"))]  # Excel / LibreOffice lock files
+        else:
+            candidates = [path]
+        for p in candidates:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(p)
+    return iter(sorted(found, key=lambda p: p.as_posix()))
+
+
+def read_file(path: Path, display: str, study: Study, limits: safety.Limits = safety.DEFAULT_LIMITS) -> FileResult:
+    """Read one input file; any problem that makes it unusable becomes one finding in the result."""
+    try:
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            return FileResult(display, "", "unknown", size, findings=[file_finding(
+                display, "FILE-TOO-LARGE", f"the file is {size // (1024 * 1024)} MB, far more than a CRF workbook",
+                "Send the workbook the study issued for this subject")])
+        with open(path, "rb") as fh:  # read once, read-only; everything below works on these bytes
+            data = fh.read()
+    except OSError as exc:
+        return FileResult(display, "", "unknown", 0, findings=[file_finding(
+            display, "FILE-UNREADABLE", f"the file cannot be opened ({exc.strerror or exc})", "Check that it exists and is readable")])
+    digest = hashlib.sha256(data).hexdigest()
+    suffix = path.suffix.lower()
+    kind = "xlsx" if suffix in WORKBOOK_SUFFIXES else "json" if suffix in JSON_SUFFIXES else safety.sniff(data[:16])
+    if kind == "zip":
+        kind = "xlsx"
+    result = FileResult(display, digest, kind, len(data))
+    try:
+        if kind == "xlsx":
+            from .xlsx import read_workbook
+            subject, findings = read_workbook(data, display, study, limits)
+        elif kind == "json":
+            from .json_doc import read_json
+            subject, findings = read_json(data, display, study)
+        else:
+            raise Unusable("FILE-TYPE", f"files of type '{suffix or '(none)'}' are not returned CRFs",
+                           "Send the subject's .xlsx workbook or a .json subject document")
+    except Unusable as exc:
+        result.findings = [finding_from(display, exc)]
+        return result
+    except (MemoryError, RecursionError) as exc:
+        result.findings = [file_finding(display, "FILE-UNREADABLE", f"the file is too complex to read ({type(exc).__name__})",
+                                        "Send the workbook the study issued for this subject")]
+        return result
+    result.subject = subject
+    result.findings = findings
+    return result

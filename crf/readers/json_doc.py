@@ -1,0 +1,113 @@
+"""Read a subject document (JSON, the structure of crf.subject) into a SubjectRecord.
+
+Values are taken as JSON gives them (the schema judges their types); blanks (null, "", []) are
+dropped as in a workbook. Visits, forms and logs that the study does not have are reported once each.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..findings import Severity
+from ..model import Study
+from ..subject import Location, SubjectRecord
+from .base import ReadSubject, Unusable, file_finding
+
+MAX_JSON_BYTES = 50 * 1024 * 1024
+MAX_DEPTH = 20
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _depth(node: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(node, dict):
+        return max((_depth(v, level + 1) for v in node.values()), default=level)
+    if isinstance(node, list):
+        return max((_depth(v, level + 1) for v in node), default=level)
+    return level
+
+
+def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, list]:
+    if len(data) > MAX_JSON_BYTES:
+        raise Unusable("FILE-TOO-LARGE", f"the file is {len(data) // (1024 * 1024)} MB, far more than one subject's data",
+                       "Send one subject per file")
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise Unusable("FILE-NOT-JSON", "the file is not UTF-8 text", "Export the subject document again as UTF-8 JSON")
+    except json.JSONDecodeError as exc:
+        raise Unusable("FILE-NOT-JSON", f"the file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                       "Export the subject document again; do not edit it by hand")
+    except RecursionError:
+        raise Unusable("FILE-NOT-JSON", "the JSON is nested too deeply", "Export the subject document again")
+    if not isinstance(doc, dict) or _depth(doc) > MAX_DEPTH:
+        raise Unusable("FILE-NOT-SUBJECT", "the JSON is not one subject document ({\"study\", \"subject\", \"visits\", \"logs\"})",
+                       "Send one subject per file, in the structure of docs/report-format.md")
+    site, subject = str(doc.get("site") or ""), str(doc.get("subject") or "")
+    if doc.get("study") != study.id:
+        raise Unusable("WRONG-STUDY", f"this document belongs to study '{doc.get('study') or 'unknown'}', not to {study.id}",
+                       "Send it to that study's data manager", category="identity", site=site, subject=subject)
+    if doc.get("form_version") != study.form_version:
+        raise Unusable("FORM-VERSION", f"this document has form version {doc.get('form_version') or 'unknown'}, but {study.id} "
+                       f"now uses form version {study.form_version}", f"Convert the data to form version {study.form_version} and send it again",
+                       category="identity", site=site, subject=subject)
+    if not subject:
+        raise Unusable("SUBJECT-MISSING", "the document has no subject number", "Add \"subject\" and send it again", category="identity")
+    findings = []
+    if doc.get("definition_hash") and doc.get("definition_hash") != study.definition_hash:
+        findings.append(file_finding(display, "DEFINITION-CHANGED", "the document was made from an earlier edit of the same form version",
+                                     "Nothing to do for the site; the data manager should check that no item changed meaning",
+                                     severity=Severity.WARNING, site=site, subject=subject, category="identity"))
+    record = SubjectRecord(study=study.id, site=site, subject=subject, form_version=doc.get("form_version"),
+                           definition_hash=doc.get("definition_hash"), source=display)
+    visits = doc.get("visits") or {}
+    if not isinstance(visits, dict):
+        visits = {}
+        findings.append(file_finding(display, "JSON-STRUCTURE", "\"visits\" is not an object", "Fix the export", site=site, subject=subject, category="structure"))
+    known_visits = {v.id: v for v in study.visits}
+    for visit_id, forms in visits.items():
+        visit = known_visits.get(visit_id)
+        if visit is None or not isinstance(forms, dict):
+            findings.append(file_finding(display, "UNKNOWN-VISIT", f"visit '{visit_id}' is not a visit of {study.id} (or is not an object)",
+                                         f"Use the visit ids of the study ({', '.join(known_visits)})", site=site, subject=subject,
+                                         category="structure", visit=str(visit_id)))
+            continue
+        kept: dict[str, dict[str, Any]] = {}
+        for name, values in forms.items():
+            if isinstance(values, dict):
+                values = {k: v for k, v in values.items() if not _blank(v)}
+                if not values:
+                    continue
+            kept[name] = values  # unknown forms and non-objects are left for the schema to report
+            if isinstance(values, dict):
+                for item_id in values:
+                    record.locations[f"/visits/{visit_id}/{name}/{item_id}"] = Location(display)
+        if kept:
+            record.visits[visit_id] = kept
+    logs = doc.get("logs") or {}
+    known_logs = {lg.id for lg in study.logs}
+    result = ReadSubject(record)
+    if isinstance(logs, dict):
+        for log_id, rows in logs.items():
+            if log_id not in known_logs or not isinstance(rows, list):
+                findings.append(file_finding(display, "UNKNOWN-LOG", f"log '{log_id}' is not a log of {study.id} (or is not a list of rows)",
+                                             f"Use the log ids of the study ({', '.join(sorted(known_logs))})", site=site, subject=subject,
+                                             category="structure"))
+                continue
+            kept_rows = []
+            numbers = []
+            for i, row in enumerate(rows):
+                if isinstance(row, dict):
+                    row = {k: v for k, v in row.items() if not _blank(v)}
+                    if not row:
+                        continue
+                kept_rows.append(row)
+                numbers.append(i + 1)
+            if kept_rows:
+                record.logs[log_id] = kept_rows
+                result.log_rows[log_id] = numbers
+    return result, findings

@@ -1,0 +1,372 @@
+"""The validation pipeline: files -> readers -> check stages -> findings -> a ValidationResult.
+
+    discover(paths) -> read_file (crf.readers) -> ReadSubject
+                    -> CHECK_STAGES, in order, on each subject (crf.checks.fields, then the rules engine)
+                    -> per-file outcome (findings + a small subject summary; records are not kept)
+    then across files: duplicate subjects; findings sorted with Finding.sort_key.
+
+Files are independent, so a process pool reads and checks them (`jobs`); each worker builds the
+stages once. Only findings and summaries come back, so memory does not grow with the number of
+files' data. An unusable file is one finding; nothing here raises on bad data.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing as mp
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+
+from . import __version__
+from .checks.derive import day0_date
+from .checks.fields import FieldChecks
+from .fieldmap import iter_fields
+from .findings import Finding, Severity
+from .loader import load_study
+from .model import ItemKind, Study, Visit
+from .readers import discover, read_file
+from .readers.base import FileResult, ReadSubject, file_finding
+from .readers.safety import DEFAULT_LIMITS, Limits
+
+
+class CheckStage(Protocol):
+    """A stage checks one subject and yields findings; it never raises on bad data."""
+
+    name: str
+
+    def check(self, read: ReadSubject) -> Iterable[Finding]: ...
+
+
+def _fields_stage(study: Study, today: Optional[dt.date]) -> CheckStage:
+    return FieldChecks(study)
+
+
+def _rules_stage(study: Study, today: Optional[dt.date]) -> CheckStage:
+    from .checks.rules_stage import RulesStage  # the consistency and deviation rules (crf/rules/)
+    return RulesStage(study, today)
+
+
+# The check stages, in order. A new kind of check is a new entry here.
+CHECK_STAGES: tuple[tuple[str, Callable[[Study, Optional[dt.date]], CheckStage]], ...] = (
+    ("fields", _fields_stage),
+    ("rules", _rules_stage),
+)
+# Field findings that a rule reports with its own id (EC-18 ranges) give way to the rule's finding.
+SUPERSEDED_BY_RULES = frozenset({"FIELD-RANGE", "SOFT-LIMIT"})
+
+
+def build_stages(study: Study, names: Optional[Sequence[str]] = None, today: Optional[dt.date] = None) -> list[CheckStage]:
+    return [factory(study, today) for name, factory in CHECK_STAGES if names is None or name in names]
+
+
+def _supersede(findings: list[Finding]) -> list[Finding]:
+    """A rule finding on the same field and severity as a field-stage range finding replaces it; it keeps
+    the rule's id (traceable to the specification) and takes the field finding's message, which names
+    the sheet and cell first."""
+    ours = {(f.visit, f.form, f.field, f.row, f.severity): f for f in findings if f.rule in SUPERSEDED_BY_RULES}
+    if not ours:
+        return findings
+    out: list[Finding] = []
+    replaced: set[tuple] = set()
+    for f in findings:
+        key = (f.visit, f.form, f.field, f.row, f.severity)
+        if f.field and key in ours and (f.rule.startswith("EC-") or f.rule.startswith("PD-")):
+            out.append(dataclasses.replace(f, message=ours[key].message, sheet=f.sheet or ours[key].sheet, cell=f.cell or ours[key].cell))
+            replaced.add(key)
+        else:
+            out.append(f)
+    return [f for f in out if not (f.rule in SUPERSEDED_BY_RULES and (f.visit, f.form, f.field, f.row, f.severity) in replaced)]
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VisitState:
+    present: bool
+    date: Optional[str] = None
+    window: Optional[str] = None  # "in", "out" or None (not checkable)
+    study_day: Optional[int] = None
+
+
+@dataclass
+class SubjectSummary:
+    site: str
+    subject: str
+    file: str
+    visits: dict[str, VisitState] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # stage summaries (attack counts from the rules stage)
+
+
+@dataclass
+class FileOutcome:
+    file: str
+    sha256: str
+    kind: str
+    size: int
+    findings: list[Finding]
+    subject: Optional[SubjectSummary] = None
+
+    @property
+    def usable(self) -> bool:
+        return self.subject is not None
+
+
+@dataclass
+class ValidationResult:
+    study: Study
+    files: list[FileOutcome]
+    findings: list[Finding]
+    subjects: list[SubjectSummary]
+    stages: list[str]
+    generated: Optional[str] = None  # a timestamp only when the caller asks for one
+    tool_version: str = __version__
+
+    @property
+    def needs_action(self) -> bool:
+        return any(f.severity.needs_action for f in self.findings)
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Severity}
+        for f in self.findings:
+            out[f.severity.value] += 1
+        return out
+
+    def counts_by_subject(self) -> dict[tuple[str, str], dict[str, int]]:
+        out: dict[tuple[str, str], dict[str, int]] = {}
+        for s in self.subjects:
+            out.setdefault((s.site, s.subject), {sev.value: 0 for sev in Severity})
+        for f in self.findings:
+            key = (f.site, f.subject)
+            out.setdefault(key, {sev.value: 0 for sev in Severity})[f.severity.value] += 1
+        return dict(sorted(out.items()))
+
+    def status_grid(self) -> list[tuple[SubjectSummary, dict[str, str]]]:
+        return [(s, visit_statuses(self.study, s, self.findings_of(s))) for s in self.subjects]
+
+    def findings_of(self, subject: SubjectSummary) -> list[Finding]:
+        index = self.__dict__.setdefault("_by_subject", _index(self.findings))
+        return index.get((subject.site, subject.subject), [])
+
+
+def _index(findings: list[Finding]) -> dict[tuple[str, str], list[Finding]]:
+    out: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in findings:
+        out[(f.site, f.subject)].append(f)
+    return out
+
+
+STATUSES = ("complete", "queries", "deviations", "out of window", "missing", "not due", "")
+
+
+def visit_statuses(study: Study, subject: SubjectSummary, findings: list[Finding]) -> dict[str, str]:
+    """Status of each visit: queries > deviations > out of window > complete; missing when a later visit exists."""
+    by_visit: dict[str, set[Severity]] = defaultdict(set)
+    for f in findings:
+        if f.visit:
+            by_visit[f.visit].add(f.severity)
+    last_present = max((i for i, v in enumerate(study.visits) if v.scheduled and subject.visits.get(v.id, VisitState(False)).present), default=-1)
+    out: dict[str, str] = {}
+    for i, visit in enumerate(study.visits):
+        state = subject.visits.get(visit.id, VisitState(False))
+        severities = by_visit.get(visit.id, set())
+        if not state.present:
+            if severities & {Severity.ERROR, Severity.QUERY}:
+                out[visit.id] = "queries"
+            elif severities & {Severity.MAJOR, Severity.MINOR}:
+                out[visit.id] = "deviations"
+            elif visit.scheduled and i < last_present:
+                out[visit.id] = "missing"
+            else:
+                out[visit.id] = "not due" if visit.scheduled else ""
+            continue
+        if severities & {Severity.ERROR, Severity.QUERY}:
+            out[visit.id] = "queries"
+        elif severities & {Severity.MAJOR, Severity.MINOR}:
+            out[visit.id] = "deviations"
+        elif state.window == "out":
+            out[visit.id] = "out of window"
+        else:
+            out[visit.id] = "complete"
+    return out
+
+
+# -- one file (runs in a worker) ----------------------------------------------------------------
+def summarise(study: Study, read: ReadSubject) -> SubjectSummary:
+    record = read.record
+    day0 = day0_date(study, record)
+    summary = SubjectSummary(record.site, record.subject, record.source or "")
+    for visit in study.visits:
+        forms = record.visits.get(visit.id)
+        if not forms:
+            summary.visits[visit.id] = VisitState(False)
+            continue
+        date = _visit_date(visit, forms)
+        window = None
+        day = None
+        if isinstance(date, str) and isinstance(day0, str) and visit.day is not None and visit.window.anchor == "day0":
+            try:
+                day = (dt.date.fromisoformat(date) - dt.date.fromisoformat(day0)).days
+                window = "in" if visit.day - visit.window.before <= day <= visit.day + visit.window.after else "out"
+            except ValueError:
+                window = None
+        summary.visits[visit.id] = VisitState(True, date if isinstance(date, str) else None, window, day)
+    return summary
+
+
+def _visit_date(visit: Visit, forms: dict[str, Any]) -> Any:
+    fallback = None
+    for inst in visit.forms:
+        values = forms.get(inst.name)
+        if not isinstance(values, dict):
+            continue
+        for item in inst.items:
+            if item.kind is ItemKind.DATE and item.is_input and isinstance(values.get(item.id), str):
+                if item.sdtm.domain == "SV":
+                    return values[item.id]
+                fallback = fallback or values[item.id]
+    return fallback
+
+
+def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: str, limits: Limits = DEFAULT_LIMITS) -> FileOutcome:
+    result: FileResult = read_file(path, display, study, limits)
+    outcome = FileOutcome(result.file, result.sha256, result.kind, result.size, list(result.findings))
+    if result.subject is None:
+        return outcome
+    read = result.subject
+    for stage in stages:
+        try:
+            outcome.findings.extend(stage.check(read))
+        except Exception as exc:  # a bug in a stage must not hide the other files' findings
+            outcome.findings.append(file_finding(
+                display, "CHECK-FAILED", f"the {stage.name} checks stopped on this subject ({type(exc).__name__}: {str(exc)[:160]})",
+                "Report this to the data manager with the file; the other checks ran", severity=Severity.WARNING,
+                category="internal", site=read.record.site, subject=read.record.subject))
+    outcome.findings = _without_unreadable(study, read, _supersede(outcome.findings))
+    outcome.subject = summarise(study, read)
+    for stage in stages:
+        summary = getattr(stage, "summary", None)
+        if summary is not None:
+            try:
+                outcome.subject.extra.update(summary(read))
+            except Exception:  # a summary is a convenience; the findings stand without it
+                pass
+    return outcome
+
+
+def _inputs_per_container(study: Study) -> dict[str, int]:
+    cache = _COUNTS.get(id(study))
+    if cache is None:
+        cache = defaultdict(int)
+        for f in iter_fields(study):
+            cache[f.container] += 1
+        _COUNTS[id(study)] = cache
+    return cache
+
+
+_COUNTS: dict[int, dict[str, int]] = {}
+
+
+def _without_unreadable(study: Study, read: ReadSubject, findings: list[Finding]) -> list[Finding]:
+    """A visit or log the reader could not read at all (its sheet is missing) was reported once; rules
+    that find it 'not recorded' would only repeat that, so their findings there are dropped."""
+    if not read.unknown:
+        return findings
+    unknown: dict[str, int] = defaultdict(int)
+    for path in read.unknown:
+        unknown[path.split("/")[2]] += 1
+    totals = _inputs_per_container(study)
+    lost = {c for c, n in unknown.items() if n >= totals.get(c, 0)}
+    if not lost:
+        return findings
+    return [f for f in findings if f.category in ("file", "structure", "identity")
+            or not (f.visit in lost or (f.row is not None and f.form in lost))]
+
+
+# -- the pool ---------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits: Limits, today: Optional[dt.date]) -> None:
+    study = _WORKER.get("study")
+    if study is None or str(study.folder) != study_folder:
+        study = load_study(study_folder)
+    _WORKER.update(study=study, stages=build_stages(study, stage_names, today), limits=limits)
+
+
+def _work(task: tuple[str, str]) -> FileOutcome:
+    path, display = task
+    return check_file(_WORKER["study"], _WORKER["stages"], Path(path), display, _WORKER["limits"])
+
+
+def display_name(path: Path, base: Optional[Path] = None) -> str:
+    """How a file is named in findings: relative to the working folder where possible."""
+    try:
+        return path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, stage_names: Optional[Sequence[str]] = None,
+             progress: Optional[Callable[[int, int], None]] = None, limits: Limits = DEFAULT_LIMITS,
+             generated: Optional[str] = None, base: Optional[Path] = None, today: Optional[dt.date] = None) -> ValidationResult:
+    files = list(discover(paths))
+    tasks = [(str(p), display_name(p, base)) for p in files]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
+    outcomes: list[FileOutcome] = []
+    if jobs == 1 or len(tasks) < 4:
+        stages = build_stages(study, stage_names, today)
+        for i, (path, display) in enumerate(tasks):
+            outcomes.append(check_file(study, stages, Path(path), display, limits))
+            if progress:
+                progress(i + 1, len(tasks))
+    else:
+        _WORKER["study"] = study  # inherited by forked workers: no second load
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today), maxtasksperchild=200) as pool:
+            for i, outcome in enumerate(pool.imap(_work, tasks, chunksize=2)):
+                outcomes.append(outcome)
+                if progress:
+                    progress(i + 1, len(tasks))
+    outcomes.sort(key=lambda o: o.file)
+    findings = [f for o in outcomes for f in o.findings]
+    subjects = [o.subject for o in outcomes if o.subject is not None]
+    findings.extend(_duplicates(outcomes))
+    findings = _dedupe(findings)
+    findings.sort(key=Finding.sort_key)
+    subjects.sort(key=lambda s: (s.site, s.subject, s.file))
+    return ValidationResult(study, outcomes, findings, subjects, [n for n, _ in CHECK_STAGES if stage_names is None or n in stage_names],
+                            generated=generated)
+
+
+def _duplicates(outcomes: list[FileOutcome]) -> Iterator[Finding]:
+    by_subject: dict[tuple[str, str], list[FileOutcome]] = defaultdict(list)
+    for o in outcomes:
+        if o.subject is not None:
+            by_subject[(o.subject.site, o.subject.subject)].append(o)
+    for (site, subject), group in sorted(by_subject.items()):
+        if len(group) < 2:
+            continue
+        names = [o.file for o in group]
+        same = len({o.sha256 for o in group}) == 1
+        detail = "identical copies" if same else "with different contents"
+        yield Finding(
+            rule="DUPLICATE-SUBJECT", severity=Severity.ERROR, category="identity", subject=subject, site=site, file=names[0],
+            message=(f"Subject {subject} (site {site}) is in {len(group)} files, {detail}: " + ", ".join(names) +
+                     ". Keep one workbook per subject: send only the current one and tell the data manager which to use."),
+            value=names, expected="one file per subject")
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    """The same problem found in two files of one subject (duplicates) is listed once per file."""
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for f in findings:
+        key = (f.finding_id, f.file)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(f)
+    return out
