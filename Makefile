@@ -20,8 +20,20 @@ sysdeps-test:
 
 install: sysdeps $(VENV)/.installed
 
+# The demo validates planted problems, so validate.py exits 1 (action needed); only 2+ is a failure.
 demo: install
 	$(PY) build_crf.py check
+	$(PY) build_crf.py --out $(OUT) xlsx --site 01 --subjects 01-001..01-014
+	$(PY) build_crf.py pdf --out $(OUT)
+	$(PY) build_crf.py synth --out $(OUT)/demo --subjects 6 --seed 7 \
+		--plant missing-required,dose-deviation,sbp-below-dbp,visit-out-of-window,prohibited-med --format xlsx
+	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format html --output $(OUT)/demo/report.html; \
+		status=$$?; [ $$status -le 1 ] || exit $$status
+	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format xlsx --output $(OUT)/demo/queries.xlsx || true
+	@echo
+	@echo "Forms:            $(OUT)/pdf (PDF) and $(OUT)/xlsx (one workbook per subject)"
+	@echo "Returned CRFs:    $(OUT)/demo/returned (planted problems: $(OUT)/demo/planted.json)"
+	@echo "Validation report: $(OUT)/demo/report.html ; site query listing: $(OUT)/demo/queries.xlsx"
 
 test: sysdeps-test $(VENV)/.installed
 	$(PY) -m pytest

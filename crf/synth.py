@@ -781,7 +781,7 @@ def _missed_dose(study: Study, record: SubjectRecord, rng: random.Random) -> str
     values["EXYN"] = "N"
     reason = inst.form.item("EXREASND") if inst.form.has("EXREASND") else None
     if reason:
-        values["EXREASND"] = _pick(study, reason, rng, dt.date.today(), None)
+        values["EXREASND"] = _pick(study, reason, rng, FIRST_DAY0, None)
     for other in visit.forms:  # post-infusion vital signs were not taken
         post = record.visits[visit.id].get(other.name, {})
         if other.form.has("VSPERF") and post.get("VSTPT", other.form.item("VSTPT").fixed if other.form.has("VSTPT") else None) == "POST-INFUSION":
@@ -842,7 +842,7 @@ def _late_sae_report(study: Study, record: SubjectRecord, rng: random.Random) ->
     """An AE made serious (hospitalisation), reported to the sponsor 3 days after awareness."""
     log_id, n, row = rng.choice(_log_rows(study, record, "AESER", "SAEAWDAT", "SAERPDAT"))
     form = study.log(log_id).form
-    aware = dt.date.fromisoformat(row["AESTDAT"]) if "AESTDAT" in row else dt.date.today()
+    aware = dt.date.fromisoformat(row["AESTDAT"]) if "AESTDAT" in row else FIRST_DAY0
     criteria = [it.id for it in form.items if it.condition and it.condition.item == "AESER" and it.codelist and "N" in it.codelist.values]
     row.update({c: "N" for c in criteria})
     row.update(AESER="Y", AESHOSP="Y", SAEAWDAT=iso(aware), SAERPDAT=iso(aware + dt.timedelta(days=3)))

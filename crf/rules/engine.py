@@ -29,7 +29,7 @@ from ..expressions import BUILTINS, MISSING, Compiled, Expression, ExpressionErr
 from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
 from ..model import Item, Study, Visit
-from ..subject import SubjectRecord
+from ..subject import Location, SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
 from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES, Hit, known_function_names
@@ -216,7 +216,7 @@ class RuleSet:
         message = render(check.message, lambda name: values[name] if name in values else frame.resolve(name))
         loc = ctx.record.location(path) if path else ctx.record.location("")
         return Finding(
-            rule=rule.id, severity=check.severity, category=rule.category, message=message,
+            rule=rule.id, severity=check.severity, category=rule.category, message=_where(loc) + message,
             subject=ctx.record.subject, site=ctx.record.site, visit=visit, form=form, field=item,
             row=None if row is None else row + 1, file=loc.file, sheet=loc.sheet or "", cell=loc.cell or "",
             value=raw, expected=rule.title, extra_key=check.key,
@@ -239,7 +239,7 @@ class RuleSet:
             return hit.values[name] if name in hit.values else frame.resolve(name)
         return Finding(
             rule=rule.id, severity=severity, category=rule.category,
-            message=render(template, lookup),
+            message=_where(loc) + render(template, lookup),
             subject=ctx.record.subject, site=ctx.record.site, visit=hit.visit if hit.row is None else "", form=hit.form,
             field=hit.field, row=None if hit.row is None else hit.row + 1, file=loc.file, sheet=loc.sheet or "",
             cell=loc.cell or "", value=hit.value, expected=rule.title, extra_key=hit.key,
@@ -253,6 +253,13 @@ class RuleSet:
             subject=ctx.record.subject, site=ctx.record.site, visit=visit, form=form, row=None if row is None else row + 1,
             file=ctx.record.source or "", extra_key="engine-error",
         )
+
+
+def _where(loc: Location) -> str:
+    """Sites read the location first: the sheet and cell where the value was found, when known."""
+    if loc.sheet and loc.cell:
+        return f"Sheet '{loc.sheet}', cell {loc.cell}: "
+    return ""
 
 
 def _raw_value(record: SubjectRecord, path: str) -> Any:
