@@ -1,0 +1,267 @@
+"""Printable PDF CRFs: one PDF per visit and per log, the blank CRF book, and the annotated CRF.
+
+Jinja2 templates in `templates/` give HTML; WeasyPrint lays it out. Speed comes from laying out each
+page once: the stylesheet is parsed once and shared with one FontConfiguration, the CRF book is made
+of the visit and log pages already laid out (`Document.copy`), and the annotated CRF shows each
+distinct form once, as sponsors submit it. Output is byte-for-byte reproducible: fixed PDF
+identifiers, and dates only from SOURCE_DATE_EPOCH.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import jinja2
+from weasyprint import CSS, HTML
+from weasyprint.document import Document
+from weasyprint.text.fonts import FontConfiguration
+
+from . import __version__
+from .model import Study, Visit
+from .pdf_layout import (
+    LOG_BAND_MM, LOG_HEADER_BAND_MM, LOG_ROW_NUMBER_MM, MARGIN_BOTTOM, MARGIN_SIDE, MARGIN_TOP, PAGE_SIZES,
+    FormView, LogView, PageGeometry, PdfBuildError, TocEntry, domain_colours, form_view, log_view,
+    paginate, schedule_matrix, unique_instances, visit_caption,
+)
+
+__all__ = ["build_pdfs", "PdfBuildError", "PdfBuilder"]
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")  # Debian's fonts-dejavu-core
+FONT_FILES = (
+    ("DejaVuSans.ttf", "normal", "normal"),
+    ("DejaVuSans-Bold.ttf", "bold", "normal"),
+    ("DejaVuSans-Oblique.ttf", "normal", "italic"),
+    ("DejaVuSans-BoldOblique.ttf", "bold", "italic"),
+)
+PDFA_VARIANT = "pdf/a-2b"
+BOOK_NAME = "crf-book.pdf"
+ACRF_NAME = "acrf.pdf"
+
+
+def build_pdfs(study: Study, out_dir: Path, page_size: str = "A4", pdfa: bool = False) -> list[Path]:
+    """Write every visit and log PDF, the CRF book and acrf.pdf into out_dir; return their paths."""
+    return PdfBuilder(study, page_size=page_size).build(Path(out_dir), pdfa=pdfa)
+
+
+def source_date() -> Optional[str]:
+    """The document date from SOURCE_DATE_EPOCH (reproducible builds), else none at all."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        moment = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
+    except ValueError as exc:
+        raise PdfBuildError(f"SOURCE_DATE_EPOCH={epoch!r} is not a whole number of seconds") from exc
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def font_faces() -> list[dict[str, str]]:
+    faces = []
+    for name, weight, style in FONT_FILES:
+        path = FONT_DIR / name
+        if not path.is_file():
+            raise PdfBuildError(f"font {path} is missing: install the Debian package fonts-dejavu-core (scripts/install-system-deps.sh)")
+        faces.append({"family": "DejaVu Sans", "url": path.as_uri(), "weight": weight, "style": style})
+    return faces
+
+
+@dataclass
+class Rendered:
+    """A laid-out document and where it will be written."""
+
+    name: str
+    document: Document
+
+
+class PdfBuilder:
+    """Renders the PDFs of one study with one parsed stylesheet and one font configuration."""
+
+    def __init__(self, study: Study, page_size: str = "A4"):
+        if page_size not in PAGE_SIZES:
+            raise PdfBuildError(f"page size {page_size!r} is not one of {', '.join(PAGE_SIZES)}")
+        self.study = study
+        self.page_size = page_size
+        self.page: PageGeometry = PAGE_SIZES[page_size]
+        self.colours = domain_colours(study)
+        self.date = source_date()
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined,
+            trim_blocks=True, lstrip_blocks=True,
+        )
+        self.font_config = FontConfiguration()
+        css_text = self.env.get_template("crf.css.j2").render(
+            fonts=font_faces(), page=self.page, margin_top=MARGIN_TOP, margin_bottom=MARGIN_BOTTOM,
+            margin_side=MARGIN_SIDE, log_row_number_mm=LOG_ROW_NUMBER_MM, log_band_mm=LOG_BAND_MM,
+            log_header_band_mm=LOG_HEADER_BAND_MM,
+        )
+        self.css = CSS(string=css_text, font_config=self.font_config)
+        # Views first: anything the forms cannot show fails here, before a file is written.
+        self.visit_views = {v.id: self._visit_forms(v) for v in study.visits}
+        self.log_views = {lg.id: log_view(f"log-{lg.id}", lg, self.page, self.colours) for lg in study.logs}
+
+    # -- views ---------------------------------------------------------------------------------
+    def _visit_forms(self, visit: Visit) -> list[FormView]:
+        return paginate([form_view(f"{visit.id}-{inst.name}", inst, self.colours) for inst in visit.forms])
+
+    def _context(self, doc_title: str, **extra: Any) -> dict[str, Any]:
+        footer = f"{self.study.id} · protocol {self.study.protocol_version} · CRF version {self.study.form_version}"
+        return {"study": self.study, "doc_title": doc_title, "date": self.date, "footer": footer,
+                "generator": f"open-ecrf {__version__}", **extra}
+
+    def _render(self, template: str, context: dict[str, Any]) -> Document:
+        html = self.env.get_template(template).render(**context)
+        return HTML(string=html, base_url=str(TEMPLATES)).render(stylesheets=[self.css], font_config=self.font_config)
+
+    # -- documents -----------------------------------------------------------------------------
+    def render_visit(self, visit: Visit) -> Document:
+        title = f"{self.study.id} {visit.id} {visit.label}: case report form"
+        return self._render("visit.html.j2", self._context(title, visit=visit, caption=visit_caption(visit), forms=self.visit_views[visit.id]))
+
+    def render_log(self, log_id: str) -> Document:
+        view = self.log_views[log_id]
+        title = f"{self.study.id} log {view.log.id} {view.log.label}: case report form"
+        return self._render("log.html.j2", self._context(title, log_view=view))
+
+    def render_front(self, heading: str, toc: list[TocEntry], notes: Sequence[str] = ()) -> Document:
+        return self._render("front.html.j2", self._context(
+            f"{self.study.id} {heading}", heading=heading, toc=toc, schedule=schedule_matrix(self.study),
+            assumptions=self.study.assumptions, notes=list(notes),
+            page_label=f"{self.page_size} (logs landscape)"))
+
+    def _front_with_pages(self, heading: str, toc_for: Callable[[int], list[TocEntry]], notes: Sequence[str] = ()) -> Document:
+        """Render the front matter; page numbers in its contents depend on its own length, so settle that."""
+        front_pages = 3
+        for _ in range(4):
+            front = self.render_front(heading, toc_for(front_pages), notes)
+            if len(front.pages) == front_pages:
+                return front
+            front_pages = len(front.pages)
+        return front
+
+    # -- build ---------------------------------------------------------------------------------
+    def build(self, out_dir: Path, pdfa: bool = False) -> list[Path]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        visits = [Rendered(f"visit-{v.id}.pdf", self.render_visit(v)) for v in self.study.visits]
+        logs = [Rendered(f"log-{lg.id}.pdf", self.render_log(lg.id)) for lg in self.study.logs]
+        for item in (*visits, *logs):
+            written.append(self._write(item.document, out_dir / item.name))
+        written.append(self._write_book(visits, logs, out_dir / BOOK_NAME, pdfa))
+        written.append(self._write_acrf(out_dir / ACRF_NAME))
+        return written
+
+    def _write(self, document: Document, path: Path, pdfa: bool = False,
+               finisher: Optional[Callable[[Any, Any], None]] = None) -> Path:
+        # A fixed file identifier (PDF otherwise allows a random one): from the inputs, not the time.
+        seed = f"{self.study.definition_hash}|{path.name}|{self.page_size}|{pdfa}|{__version__}"
+        options: dict[str, Any] = {"pdf_identifier": hashlib.md5(seed.encode()).hexdigest().encode()}
+        if pdfa:
+            options["pdf_variant"] = PDFA_VARIANT
+        document.write_pdf(path, finisher=finisher, **options)
+        return path
+
+    def _write_book(self, visits: list[Rendered], logs: list[Rendered], path: Path, pdfa: bool) -> Path:
+        def toc_for(front_pages: int) -> list[TocEntry]:
+            entries = []
+            start = front_pages + 1
+            for visit, rendered in zip(self.study.visits, visits):
+                entry = TocEntry(f"{visit.id} {visit.label}", f"{visit.id}-{visit.forms[0].name}" if visit.forms else "", start)
+                for view in self.visit_views[visit.id]:
+                    entry.children.append(TocEntry(f"{view.name}: {view.title}", view.anchor, start + _anchor_page(rendered.document, view.anchor), 2))
+                entries.append(entry)
+                start += len(rendered.document.pages)
+            for log, rendered in zip(self.study.logs, logs):
+                entries.append(TocEntry(f"Log {log.id}: {log.label}", f"log-{log.id}", start))
+                start += len(rendered.document.pages)
+            return entries
+
+        front = self._front_with_pages("Blank CRF book", toc_for)
+        pages = [p for doc in (front, *(r.document for r in visits), *(r.document for r in logs)) for p in doc.pages]
+        book = front.copy(pages)
+        book.metadata.title = f"{self.study.id} blank CRF book, CRF version {self.study.form_version}"
+        return self._write(book, path, pdfa=pdfa)
+
+    def _write_acrf(self, path: Path) -> Path:
+        uniques = unique_instances(self.study)
+        forms = paginate([form_view(f"acrf-{n}", inst, self.colours, visits) for n, (inst, visits) in enumerate(uniques, 1)])
+        logs = []
+        for lg in self.study.logs:
+            view = self.log_views[lg.id]
+            first = view.pages[0]
+            # One annotated sample page per log is enough: every row is the same form.
+            logs.append(replace(view, anchor=f"acrf-log-{lg.id}", pages=(replace(first, rows=first.rows[:2]),)))
+        body = self._render("acrf.html.j2", self._context(f"{self.study.id} annotated CRF", forms=forms, logs=logs))
+
+        def toc_for(front_pages: int) -> list[TocEntry]:
+            entries = [TocEntry(f"{f.name}: {f.title} ({f.label})", f.anchor, front_pages + 1 + _anchor_page(body, f.anchor)) for f in forms]
+            entries += [TocEntry(f"Log {v.log.id}: {v.log.label}", v.anchor, front_pages + 1 + _anchor_page(body, v.anchor)) for v in logs]
+            return [TocEntry("Forms", forms[0].anchor if forms else "", entries[0].page if entries else 0, 1, entries)]
+
+        notes = ["Each distinct form is annotated once; bookmarks list the forms by visit and by form.",
+                 "Annotations give the SDTM variable (with its test code where several tests share it); "
+                 "supplemental qualifiers read QVAL where QNAM = ... in SUPP--; NOT SUBMITTED marks items collected but not submitted."]
+        front = self._front_with_pages("Annotated CRF", toc_for, notes)
+        acrf = front.copy([*front.pages, *body.pages])
+        acrf.metadata.title = f"{self.study.id} annotated CRF (SDTM), CRF version {self.study.form_version}"
+        outline = _AcrfOutline(self.study, forms, logs)
+        original_tree = acrf.make_bookmark_tree
+        # The outline groups the same pages twice (by visit and by form), which CSS bookmarks cannot express.
+        acrf.make_bookmark_tree = lambda scale=1, transform_pages=False: outline.regroup(original_tree(scale, transform_pages))  # type: ignore[method-assign]
+        return self._write(acrf, path)
+
+
+def _anchor_page(document: Document, anchor: str) -> int:
+    """0-based page index of an anchor (an element id) in a laid-out document."""
+    for index, page in enumerate(document.pages):
+        if anchor in page.anchors:
+            return index
+    raise PdfBuildError(f"internal: anchor {anchor!r} not found in the rendered pages")
+
+
+Bookmark = tuple  # (label, target, children, state), as WeasyPrint's make_bookmark_tree returns
+
+
+class _AcrfOutline:
+    """Bookmarks of the annotated CRF: front matter, then forms by visit, by form, and the logs."""
+
+    def __init__(self, study: Study, forms: list[FormView], logs: list[LogView]):
+        self.study = study
+        self.forms = forms
+        self.logs = logs
+
+    def regroup(self, tree: list[Bookmark]) -> list[Bookmark]:
+        targets: dict[str, Any] = {}
+        front: list[Bookmark] = []
+
+        def walk(nodes: list[Bookmark]) -> None:
+            for label, target, children, _state in nodes:
+                if label.startswith("acrf-"):
+                    targets.setdefault(label, target)
+                else:
+                    front.append((label, target, [], "closed"))
+                walk(children)
+
+        walk(tree)
+        by_form = [(f"{f.name}: {f.title} ({f.label})", targets[f.anchor], [], "closed") for f in self.forms]
+        by_visit = []
+        for visit in self.study.visits:
+            children = []
+            for inst in visit.forms:
+                view = next(f for f in self.forms if visit.id in f.visits and f.name == inst.name and f.form.id == inst.form.id)
+                children.append((f"{inst.name}: {inst.title}", targets[view.anchor], [], "closed"))
+            if children:
+                by_visit.append((f"{visit.id} {visit.label}", children[0][1], children, "closed"))
+        logs = [(f"Log {v.log.id}: {v.log.label}", targets[v.anchor], [], "closed") for v in self.logs]
+        out = list(front)
+        if by_visit:
+            out.append(("Visits", by_visit[0][1], by_visit, "open"))
+        if by_form:
+            out.append(("Forms", by_form[0][1], by_form, "open"))
+        if logs:
+            out.append(("Logs", logs[0][1], logs, "open"))
+        return out
