@@ -49,9 +49,12 @@ def build(ctx: click.Context, study_dir: Path, out: Optional[Path]) -> None:
 
 
 def _build_pdf(study: Study, out: Path, page_size: str, pdfa: bool) -> None:
-    from .pdf import build_pdfs
+    from .pdf import PdfBuildError, build_pdfs
 
-    written = build_pdfs(study, out / "pdf", page_size=page_size, pdfa=pdfa)
+    try:
+        written = build_pdfs(study, out / "pdf", page_size=page_size, pdfa=pdfa)
+    except PdfBuildError as exc:
+        raise click.ClickException(f"the PDF forms could not be built: {exc}")
     click.echo(f"{len(written)} PDF file(s) in {out / 'pdf'}")
 
 
@@ -118,14 +121,18 @@ def check(study_dir: Path) -> None:
 
     Exit status 1 when there are problems. Example: python build_crf.py check --study schemas/belimumab-nmosd
     """
+    from .rules import RuleSet
+
     try:
         study = load_study(study_dir)
+        ruleset = RuleSet.load(study)
     except StudyDefinitionError as exc:
         for problem in exc.problems:
             click.echo(f"problem: {problem}")
         click.echo(f"\n{len(exc.problems)} problem(s) in {study_dir}")
         sys.exit(1)
     click.echo(study_summary(study))
+    click.echo(f"{len(ruleset.rules)} edit checks and deviation rules (listed by: python build_crf.py rules-doc)")
     click.echo("\nNo problems found.")
 
 

@@ -184,3 +184,16 @@ def test_compiled_meta_schema_agrees_with_published_strict_one(study_copy):
     form["allOf"][0]["then"]["x-note"] = "misplaced"
     assert not strict.is_valid(form) and not flat.is_valid(form)
     assert {tuple(e.absolute_path) for e in flat.iter_errors(form)} == {("properties", "HR"), ("allOf", 0, "then")}
+
+
+def test_check_command_reports_a_broken_rule(study_copy):
+    folder = study_copy(SHIPPED_STUDY)
+
+    def misspell(doc):
+        rule = next(r for r in doc["rules"] if r["id"] == "EC-19")
+        rule["fail_if"] = "SYSBP <= DIABPX"
+
+    edit_json(folder / "rules/vital-signs.json", misspell)
+    result = CliRunner().invoke(build, ["check", "--study", str(folder)])
+    assert result.exit_code == 1
+    assert "rules/vital-signs.json" in result.output and "DIABPX" in result.output
