@@ -33,7 +33,7 @@ def pack(files: dict[str, bytes], extra: Optional[Callable[[zipfile.ZipFile], No
 
 def sheet_part(files: dict[str, bytes], sheet: str) -> str:
     wb = files["xl/workbook.xml"].decode()
-    rid = re.search(r'<sheet name="' + re.escape(escape(sheet, {'"': "&quot;"})) + r'" [^>]*r:id="(rId\d+)"', wb)[1]  # type: ignore[index]
+    rid = re.search(r'<sheet\b[^>]*\bname="' + re.escape(escape(sheet, {'"': "&quot;"})) + r'"[^>]*\br:id="(rId\d+)"', wb)[1]  # type: ignore[index]
     rels = files["xl/_rels/workbook.xml.rels"].decode()
     target = re.search(r'Target="([^"]+)" Id="' + rid + '"', rels) or re.search(r'Id="' + rid + r'"[^>]*Target="([^"]+)"', rels)
     return target[1].lstrip("/")  # type: ignore[index]
@@ -120,7 +120,7 @@ def make_corpus(good: bytes, study_id: str, subject_json: dict) -> list[BadFile]
     wb = files["xl/workbook.xml"].decode()
     deleted = dict(files)
     sheet = "V3 Day 28"
-    deleted["xl/workbook.xml"] = re.sub(r"<sheet name=\"" + sheet + r"\"[^>]*/>", "", wb).replace(f"'{sheet}'!", "#REF!").encode()
+    deleted["xl/workbook.xml"] = re.sub(r"<sheet\b[^>]*\bname=\"" + sheet + r"\"[^>]*/>", "", wb).replace(f"'{sheet}'!", "#REF!").encode()
     add(("deleted-sheet.xlsx", pack(deleted), "SHEET-MISSING"))
     # a renamed sheet: Excel renames the references of the names too
     renamed = dict(files)
