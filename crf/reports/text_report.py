@@ -28,9 +28,9 @@ def render_summary(result: Any) -> str:
     by_subject = result.counts_by_subject()
     if by_subject:
         lines.append("")
-        lines.append(f"  {'site':<6} {'subject':<14} " + " ".join(f"{s.value[:5]:>6}" for s in Severity))
+        lines.append(f"  {'site':<6} {'subject':<14} " + " ".join(f"{s.value.split()[0]:>8}" for s in Severity))
         for (site, subject), c in by_subject.items():
-            lines.append(f"  {site or '-':<6} {subject or '(file)':<14} " + " ".join(f"{c[s.value]:>6}" for s in Severity))
+            lines.append(f"  {site or '-':<6} {subject or '(file)':<14} " + " ".join(f"{c[s.value]:>8}" for s in Severity))
     lines.append("")
     lines.append("Action needed: errors, queries or major deviations were found." if result.needs_action
                  else "Nothing needs action.")
