@@ -7,6 +7,7 @@ within a form, soft limits inside hard limits, code lists well formed, visit for
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
@@ -86,8 +87,9 @@ class CodeList:
     codes: tuple[Code, ...]
     c_code: Optional[str] = None
 
-    @property
+    @functools.cached_property
     def values(self) -> tuple[Scalar, ...]:
+        # cached: readers look codes up for every cell of every returned workbook
         return tuple(c.code for c in self.codes)
 
     def label(self, code: Scalar) -> str:

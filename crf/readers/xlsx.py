@@ -492,6 +492,7 @@ class _Reader:
         for sheet, entries in by_sheet.items():  # one sheet at a time: its rows are read once
             rows = self.rows(sheet)
             height = len(rows)
+            no_value = self.formula_cells_without_value(sheet)
             for f, ref in entries:
                 raw: Any = ""
                 if ref.row < height:
@@ -503,7 +504,7 @@ class _Reader:
                 blank = raw == "" or raw is None or (raw.__class__ is str and not clean_text(raw))
                 if blank and is_log:
                     log_refs[f.container][f.row][item.id] = ref  # type: ignore[index]
-                    if not item.is_input or ref.cell not in self.formula_cells_without_value(sheet):
+                    if not item.is_input or ref.cell not in no_value:
                         continue
                 if item.fixed is not None or item.derived is not None:
                     if not is_log:
@@ -516,7 +517,7 @@ class _Reader:
                 value = None
                 issue: Optional[ValueIssue] = None
                 if blank:
-                    if ref.cell in self.formula_cells_without_value(sheet):
+                    if ref.cell in no_value:
                         issue = ValueIssue("FORMULA-NO-VALUE", "(formula)", "holds a formula with no calculated value (the file was saved by a "
                                            "program that does not calculate formulas)", "Type the value itself instead of a formula, "
                                            "or open the file in Excel, save it and send it again", "a value")
@@ -617,6 +618,8 @@ def _too_large(xml: bytes) -> bool:
     tail = xml[-4096:] if len(xml) > 4096 else xml
     last_rows = _LAST_ROW.findall(tail) or _LAST_ROW.findall(xml)
     max_row = int(last_rows[-1]) if last_rows else 0
+    if max_row * 16384 <= MAX_SHEET_CELLS * 10:  # short enough at any width: skip the scan of the whole sheet
+        return False
     width = 16384 if _WIDE_COLUMN.search(xml) else 702
     return max_row * width > MAX_SHEET_CELLS * 10 or (max_row > 200_000)
 
