@@ -512,79 +512,45 @@ def _link_totals(subj: _Subject) -> None:
 
 # -- derived items --------------------------------------------------------------------------------------
 def derive(study: Study, record: SubjectRecord) -> None:
-    """Compute every derived item that the expression language can evaluate here (others stay blank)."""
-    functions = _functions(study, record)
-    for _ in range(2):  # derived items may use derived items of other forms and logs
-        for log in study.logs:
-            for row in record.logs.get(log.id, []):
-                _derive_values(log.form.items, row, _resolver(record, None, row), functions)
-        for visit in study.visits:
-            for inst in visit.forms:
-                values = record.visits.get(visit.id, {}).get(inst.name)
-                if values is not None:
-                    _derive_values(inst.items, values, _resolver(record, visit.id, values), functions)
-
-
-def _derive_values(items: Sequence[Item], values: dict[str, Any], resolve: Callable[[str], Any], functions: dict[str, Any]) -> None:
-    scope = expressions.Scope(resolve, functions)
-    for it in items:
-        if not it.derived:
-            continue
-        try:
-            result = expressions.evaluate(expressions.parse(it.derived), scope)
-        except (expressions.ExpressionError, TypeError, ValueError, AttributeError):
-            continue  # a function this generator does not provide: left blank
-        if result is expressions.MISSING or result is None or isinstance(result, bool):
-            values.pop(it.id, None)
-        elif it.is_number or (it.codelist and it.value_type != "string"):
-            if isinstance(result, (int, float)):
-                values[it.id] = as_number(it, result)
-        elif it.codelist is None or result in it.codelist.values:
-            values[it.id] = result
-
-
-def _resolver(record: SubjectRecord, visit_id: Optional[str], values: dict[str, Any]) -> Callable[[str], Any]:
-    def resolve(name: str) -> Any:
-        if name == "DAY0":
-            return _day0(record)
-        parts = name.split(".")
-        if len(parts) == 1:
-            value = values.get(name)
-        elif len(parts) == 2 and visit_id:
-            value = record.value(visit_id, parts[0], parts[1])
-        elif len(parts) == 3:
-            value = record.value(*parts)
+    """Set every derived item from the study's own derivations (crf.rules); others stay blank."""
+    ruleset = _ruleset(study)
+    # recomputed from scratch: a plant may have blanked an input a derived item used
+    for visit in study.visits:
+        for inst in visit.forms:
+            values = record.visits.get(visit.id, {}).get(inst.name)
+            for item in inst.items if values is not None else ():
+                if item.derived:
+                    values.pop(item.id, None)
+    for log in study.logs:
+        for row in record.logs.get(log.id, []):
+            for item in log.form.items:
+                if item.derived:
+                    row.pop(item.id, None)
+    for path, value in ruleset.derived_values(record, today=FIRST_DAY0 + dt.timedelta(days=3650)).items():
+        parts = path.strip("/").split("/")
+        if parts[0] == "visits":
+            item = study.visit(parts[1]).form(parts[2]).form.item(parts[3])
+            target = record.visits[parts[1]][parts[2]]
         else:
-            value = None
-        return expressions.MISSING if value is None else value
-    return resolve
+            item = study.log(parts[1]).form.item(parts[3])
+            target = record.logs[parts[1]][int(parts[2])]
+        if item.is_number or (item.codelist and item.value_type != "string"):
+            if isinstance(value, (int, float)):
+                target[item.id] = as_number(item, value)
+        elif item.codelist is None or value in item.codelist.values:
+            target[item.id] = value
 
 
-def _day0(record: SubjectRecord) -> Any:
-    """Date of the first infusion given."""
-    dates = [f["EXSTDAT"] for forms in record.visits.values() for f in forms.values()
-             if f.get("EXYN", "Y") == "Y" and isinstance(f.get("EXSTDAT"), str)]
-    return min(dates) if dates else expressions.MISSING
+_RULESETS: dict[str, Any] = {}
 
 
-def _functions(study: Study, record: SubjectRecord) -> dict[str, Any]:
-    def count(scope: Any, log: Any, condition: Any) -> Any:
-        rows = record.logs.get(getattr(log, "name", None) or "", [])
-        extra = {k: v for k, v in scope.functions.items() if k not in expressions.BUILTINS}
-        return sum(1 for row in rows if condition(expressions.Scope(_resolver(record, None, row), extra)))
-    count.lazy = True  # type: ignore[attr-defined]
+def _ruleset(study: Study) -> Any:
+    from .rules import RuleSet  # the derivations live with the rules: one implementation
 
-    def last_dose_date() -> Any:
-        dates = [f["EXSTDAT"] for forms in record.visits.values() for f in forms.values()
-                 if f.get("EXYN") == "Y" and isinstance(f.get("EXSTDAT"), str)]
-        return max(dates) if dates else expressions.MISSING
-
-    def last_edss_before(day: Any) -> Any:
-        found = sorted((f["RSDAT"], f["EDSS"]) for forms in record.visits.values() for f in forms.values()
-                       if isinstance(f.get("RSDAT"), str) and "EDSS" in f and isinstance(day, str) and f["RSDAT"] < day)
-        return found[-1][1] if found else expressions.MISSING
-
-    return {"count": count, "last_dose_date": last_dose_date, "last_edss_before": last_edss_before}
+    found = _RULESETS.get(study.definition_hash)
+    if found is None:
+        found = _RULESETS[study.definition_hash] = RuleSet.load(study)
+    return found
 
 
 # -- planted problems -----------------------------------------------------------------------------------

@@ -174,6 +174,39 @@ class RuleSet:
     def context(self, record: SubjectRecord, today: Optional[dt.date] = None) -> SubjectContext:
         return SubjectContext(self.study, record, today or self.today or dt.date.today(), self.constants, self.functions, self.layout)
 
+    def derived_values(self, record: SubjectRecord, today: Optional[dt.date] = None) -> dict[str, Any]:
+        """Every x-derived item the record's filled forms and log rows give, by field path.
+
+        The one implementation of derived values (age, planned dose, converted FS scores, attack
+        counts, EDSS by the algorithm...): the generator fills records with it, the rules read it.
+        Dates come back as ISO text, as in a subject document; items that cannot be computed are absent.
+        """
+        ctx = self.context(record, today)
+        out: dict[str, Any] = {}
+
+        def put(path: str, value: Any) -> None:
+            if value is MISSING or value is None or isinstance(value, bool):
+                return
+            out[path] = value.isoformat() if isinstance(value, dt.date) else value
+
+        for visit in self.study.visits:
+            for inst in visit.forms:
+                frame = ctx.form_frame(visit.id, inst.name)
+                if frame is None:
+                    continue
+                for item in inst.items:
+                    if item.derived:
+                        put(f"/visits/{visit.id}/{inst.name}/{item.id}", frame.compute(item))
+        for log in self.study.logs:
+            for index, row in enumerate(ctx.rows(log.id)):
+                if not any(v not in (None, "", []) for v in row.values()):
+                    continue
+                frame = ctx.row_frame(log.id, index)
+                for item in log.form.items:
+                    if item.derived:
+                        put(f"/logs/{log.id}/{index}/{item.id}", frame.compute(item))
+        return out
+
     def check_subject(self, record: SubjectRecord, today: dt.date) -> Iterator[Finding]:
         ctx = self.context(record, today)
         for (kind, target), entries in self._by_unit.items():
