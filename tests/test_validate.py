@@ -317,3 +317,21 @@ def test_fast_validity_agrees_with_jsonschema(study, clean_record):
             uri = study.schemas.log_uris[log_id]
             assert checks._fast[uri](rows) == checks._validators[uri].is_valid(rows), log_id
     assert compared > 60
+
+
+@pytest.mark.libreoffice
+def test_workbook_saved_by_libreoffice_reads_back_the_same_record(study, clean_record, good_workbook, tmp_path):
+    """Sites fill workbooks in LibreOffice too: its save (shared strings, its own XML) reads back identically."""
+    from tests.test_xlsx import SOFFICE, soffice_convert
+
+    if SOFFICE is None:
+        pytest.skip("LibreOffice (soffice) is not installed; `make test` installs it")
+    source = _write(tmp_path / "in", "BEL-NMOSD_01-001.xlsx", good_workbook)
+    saved = soffice_convert(source, tmp_path / "out")
+    original = read_file(source, "original.xlsx", study).subject.record
+    read = read_file(saved, "saved.xlsx", study)
+    assert read.subject is not None
+    record = read.subject.record
+    assert (record.site, record.subject) == ("01", "01-001")
+    assert record.visits == original.visits and record.logs == original.logs
+    assert [f.rule for f in read.findings if f.severity.needs_action] == []

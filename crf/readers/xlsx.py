@@ -11,10 +11,11 @@ import hashlib
 import io
 import re
 import zipfile
+from xml.sax.saxutils import unescape as xml_unescape
 from functools import lru_cache
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import python_calamine
 from defusedxml import expatreader
@@ -106,12 +107,23 @@ def field_table(study: Study) -> list[_Spec]:
 
 
 class _FieldMap:
-    """The `_meta` field map (path -> sheet and cell), parsed only when a defined name is missing."""
+    """The `_meta` field map (path -> sheet and cell), read and parsed only when it is needed.
 
-    def __init__(self, rows: list[list[Any]], start: int):
-        self._rows = rows
+    It holds a row per field (3,000 for the shipped study): reading it with calamine costs more
+    than every visit sheet together, and a workbook whose defined names are intact never needs it.
+    """
+
+    def __init__(self, load_rows: Callable[[], list[list[Any]]], start: int):
+        self._load_rows = load_rows
+        self._loaded: Optional[list[list[Any]]] = None
         self._start = start
         self._map: Optional[dict[str, CellRef]] = None
+
+    @property
+    def _rows(self) -> list[list[Any]]:
+        if self._loaded is None:
+            self._loaded = self._load_rows()
+        return self._loaded
 
     def _parsed(self) -> dict[str, CellRef]:
         if self._map is None:
@@ -197,11 +209,44 @@ def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
     return _Package(sheet_parts, defined, date1904, sheet_xml, workbook_key(workbook_xml, rels_xml))
 
 
+_META_ROW = re.compile(rb'<row r="(\d+)"[^>]*>(.*?)</row>', re.S)
+_META_CELL = re.compile(rb'<c r="([A-Z]+)\d+"([^>]*)>(.*?)</c>', re.S)
+_INLINE_TEXT = re.compile(rb'^<is><t(?: [^>]*)?>(.*?)</t></is>$', re.S)
+
+
+def _meta_head(xml: bytes) -> Optional[tuple[dict[str, str], int]]:
+    """Key/value rows of `_meta` and the field map's first row index, straight from the sheet XML.
+
+    Only for the layout the study writes (inline strings, the "path" header within 50 rows); for
+    anything else None, and the caller reads the sheet with calamine as usual.
+    """
+    keys: dict[str, str] = {}
+    start = xml.find(b"<sheetData>")
+    if start < 0:
+        return None
+    for count, row in enumerate(_META_ROW.finditer(xml, start)):
+        if count > 50:
+            return None
+        texts: dict[bytes, str] = {}
+        for column, attrs, inner in _META_CELL.findall(row.group(2)):
+            found = _INLINE_TEXT.match(inner)
+            if b'inlineStr' not in attrs or found is None:
+                return None
+            texts[column] = xml_unescape(found.group(1).decode("utf-8"), {"&quot;": '"', "&apos;": "'"})
+        first = clean_text(texts.get(b"A", ""))
+        if first == "path":
+            return keys, int(row.group(1))
+        if first and first != "key":
+            keys[first] = clean_text(texts.get(b"B", ""))
+    return None
+
+
 def workbook_key(workbook_xml: bytes, rels_xml: bytes) -> bytes:
     return hashlib.sha256(workbook_xml + b"\0" + rels_xml).digest()
 
 
 _LOCATED: "OrderedDict[tuple[bytes, int], dict[str, CellRef]]" = OrderedDict()
+_NOT_RENAMED: "OrderedDict[bytes, bool]" = OrderedDict()  # workbook.xml digests whose sheets keep their names
 _PARSED: "OrderedDict[bytes, tuple[_WorkbookXml, _RelsXml]]" = OrderedDict()
 
 
@@ -312,8 +357,12 @@ class _Reader:
         if META_SHEET not in self.sheet_names:
             raise Unusable("NOT-A-CRF-WORKBOOK", "this workbook has no hidden _meta sheet, so it was not made for this study "
                            "(or the data were copied into a new workbook)", FIX_SEND_ORIGINAL)
-        rows = self.rows(META_SHEET)
-        keys: dict[str, str] = {}
+        head = _meta_head(self.package.sheet_xml.get(self.package.sheet_parts.get(META_SHEET, ""), b""))
+        if head is not None:  # the workbook as the study wrote it: keys read from the XML, map left unread
+            keys, start = head
+            return keys, _FieldMap(lambda: self.rows(META_SHEET), start)
+        rows = self.rows(META_SHEET)  # saved by a spreadsheet program (shared strings): read it all
+        keys = {}
         start = len(rows)
         for i, row in enumerate(rows):
             first = clean_text(str(row[0])) if row else ""
@@ -322,7 +371,7 @@ class _Reader:
                 break
             if len(row) >= 2 and first and first != "key":
                 keys[first] = clean_text(_text(row[1]))
-        return keys, _FieldMap(rows, start)
+        return keys, _FieldMap(lambda: rows, start)
 
     def check_identity(self, keys: dict[str, str]) -> None:
         study = self.study
@@ -574,9 +623,14 @@ class _Reader:
             ref = located.get(f.path)
             if ref is not None:
                 by_sheet[ref.sheet].append(f)
+        # Sheet names live in workbook.xml: a byte-identical one already found free of renames needs no
+        # second look (the look reads the whole field map).
+        check_renames = self.package.key not in _NOT_RENAMED
+        renamed_any = False
         for sheet, sheet_fields in sorted(by_sheet.items()):
             if sheet in self.sheet_names:
-                if self.renamed(sheet, sheet_fields, fieldmap):
+                if check_renames and self.renamed(sheet, sheet_fields, fieldmap):
+                    renamed_any = True
                     old = next((ref.sheet for ref in (fieldmap.get(f.path, f.index) for f in sheet_fields[:1]) if ref), "")
                     self.findings.append(file_finding(
                         self.display, "SHEET-RENAMED", f"the sheet '{old}' was renamed to '{sheet}'",
@@ -601,6 +655,10 @@ class _Reader:
                 self.display, rule, problem, fix, sheet=sheet, site=self.site, subject=self.subject, category="structure",
                 visit=visits.pop() if len(visits) == 1 else ""))
             result.unknown.update(f.path for f in sheet_fields)
+        if check_renames and not renamed_any and self.package.key:
+            _NOT_RENAMED[self.package.key] = True
+            while len(_NOT_RENAMED) > 8:
+                _NOT_RENAMED.popitem(last=False)
 
 
 class _SheetTooLarge(Exception):
