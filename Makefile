@@ -25,8 +25,8 @@ demo: install
 	$(PY) build_crf.py check
 	$(PY) build_crf.py --out $(OUT) xlsx --site 01 --subjects 01-001..01-014
 	$(PY) build_crf.py pdf --out $(OUT)
-	$(PY) build_crf.py synth --out $(OUT)/demo --subjects 6 --seed 7 \
-		--plant missing-required,dose-deviation,sbp-below-dbp,visit-out-of-window,prohibited-med --format xlsx
+	$(PY) build_crf.py synth --out $(OUT)/demo --subjects 7 --seed 7 \
+		--plant missing-required,dose-deviation,sbp-below-dbp,visit-out-of-window,prohibited-med,attack-count-mismatch --format xlsx
 	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format html --output $(OUT)/demo/report.html; \
 		status=$$?; [ $$status -le 1 ] || exit $$status
 	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format xlsx --output $(OUT)/demo/queries.xlsx || true
