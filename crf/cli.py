@@ -61,8 +61,14 @@ def _build_pdf(study: Study, out: Path, page_size: str, pdfa: bool) -> None:
 def _build_xlsx(study: Study, out: Path, site: Optional[str], subjects: tuple[str, ...]) -> None:
     from .xlsx import build_workbooks
 
-    written = build_workbooks(study, out / "xlsx", site=site, subjects=subjects)
+    try:
+        written = build_workbooks(study, out / "xlsx", site=site, subjects=subjects)
+    except ValueError as exc:  # a subject of another site, a bad subject number
+        raise click.UsageError(str(exc))
     click.echo(f"{len(written)} workbook(s) in {out / 'xlsx'}")
+
+
+MAX_SUBJECTS = 2000  # a typo such as 01-001..01-999999 must not fill the disk
 
 
 def parse_subjects(text: Optional[str]) -> tuple[str, ...]:
@@ -80,6 +86,8 @@ def parse_subjects(text: Optional[str]) -> tuple[str, ...]:
             subjects += [f"{prefix_a}-{n:0{len(num_a)}d}" if prefix_a else f"{n:0{len(num_a)}d}" for n in range(int(num_a), int(num_b) + 1)]
         else:
             subjects.append(part)
+    if len(subjects) > MAX_SUBJECTS:
+        raise click.BadParameter(f"{len(subjects)} subjects is more than {MAX_SUBJECTS} workbooks in one run; check the range")
     if len(set(subjects)) != len(subjects):
         raise click.BadParameter("a subject is listed twice")
     return tuple(subjects)
@@ -200,7 +208,12 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         resolved = output.resolve()
         if any(resolved == p.resolve() for p in discover(paths)):
             raise click.UsageError(f"--output {output} is one of the input files; input files are never overwritten")
-    study = _load(study_dir)
+    try:
+        study = load_study(study_dir)
+    except StudyDefinitionError as exc:  # the command was given a wrong --study: a usage error, not a finding
+        for problem in exc.problems:
+            click.echo(f"problem: {problem}", err=True)
+        raise click.UsageError(f"--study {study_dir} is not a usable study definition ({len(exc.problems)} problem(s) above)")
     count = sum(1 for _ in discover(paths))
     if count == 0:
         raise click.UsageError("no returned CRFs (.xlsx, .xlsm, .json) found in " + ", ".join(str(p) for p in paths))

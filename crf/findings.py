@@ -50,8 +50,8 @@ class Finding:
     @property
     def finding_id(self) -> str:
         key = "|".join(str(x) for x in (self.rule, self.subject, self.visit, self.form, self.field, self.row or "", self.extra_key or ""))
-        if not self.subject:  # file-level findings are identified by their file
-            key += "|" + self.file
+        if not self.subject:  # file-level findings are identified by their file name, wherever it was run from
+            key += "|" + self.file.replace("\\", "/").rsplit("/", 1)[-1]
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
     def sort_key(self) -> tuple[Any, ...]:

@@ -301,11 +301,15 @@ def _work(task: tuple[str, str]) -> FileOutcome:
 
 
 def display_name(path: Path, base: Optional[Path] = None) -> str:
-    """How a file is named in findings: relative to the working folder where possible."""
+    """How a file is named in findings: relative to the working folder where possible.
+
+    A name that is not valid UTF-8 (made on another system) keeps its readable part: reports are UTF-8.
+    """
     try:
-        return path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
+        name = path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
     except ValueError:
-        return path.as_posix()
+        name = path.as_posix()
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, stage_names: Optional[Sequence[str]] = None,

@@ -197,3 +197,15 @@ def test_check_command_reports_a_broken_rule(study_copy):
     result = CliRunner().invoke(build, ["check", "--study", str(folder)])
     assert result.exit_code == 1
     assert "rules/vital-signs.json" in result.output and "DIABPX" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["xlsx", "--site", "02", "--subjects", "01-001"],  # subject of another site
+    ["xlsx", "--subjects", "01-001..01-999999"],  # a typo that would write a million workbooks
+    ["xlsx", "--subjects", "01-005..01-001"],
+])
+def test_build_usage_errors_exit_2_without_traceback(args, tmp_path):
+    result = CliRunner().invoke(build, [*args[:1], "--out", str(tmp_path), *args[1:]])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not any(tmp_path.rglob("*.xlsx"))

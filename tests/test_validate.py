@@ -189,7 +189,7 @@ def test_bad_file_corpus_each_gets_one_clear_located_finding(study, clean_record
         assert target.message.startswith(f"File returned/{name}") or target.sheet, target.message
         assert "Traceback" not in target.message
         if rule in ("FILE-NOT-XLSX", "FILE-DAMAGED", "PASSWORD-PROTECTED", "ZIP-BOMB", "XML-UNSAFE", "WRONG-STUDY",
-                    "FORM-VERSION", "NOT-A-CRF-WORKBOOK", "FILE-NOT-JSON", "FILE-TYPE"):
+                    "FORM-VERSION", "NOT-A-CRF-WORKBOOK", "FILE-NOT-JSON", "FILE-TYPE", "SHEET-DAMAGED"):
             assert len(found) == 1, (name, rules)  # one clear finding, not a cascade
     # structural damage is reported once, the rest of the workbook is still checked
     assert [f.rule for f in by_file["returned/deleted-sheet.xlsx"]] == ["SHEET-MISSING"]
@@ -335,3 +335,17 @@ def test_workbook_saved_by_libreoffice_reads_back_the_same_record(study, clean_r
     assert (record.site, record.subject) == ("01", "01-001")
     assert record.visits == original.visits and record.logs == original.logs
     assert [f.rule for f in read.findings if f.severity.needs_action] == []
+
+
+def test_file_name_that_is_not_utf8_is_reported_not_a_crash(study, good_workbook, tmp_path):
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9_01-001.xlsx"), "wb") as handle:  # made on a Latin-1 system
+        handle.write(b"not a workbook")
+    proc = subprocess.run([sys.executable, str(ROOT / "validate.py"), str(folder), "--format", "json", "--today", "2026-01-01"],
+                          capture_output=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr, proc.stderr
+    (finding,) = json.loads(proc.stdout)["findings"]
+    assert finding["rule"] == "FILE-NOT-XLSX" and "caf" in finding["file"]

@@ -74,6 +74,10 @@ def read_file(path: Path, display: str, study: Study, limits: safety.Limits = sa
         result.findings = [file_finding(display, "FILE-UNREADABLE", f"the file is too complex to read ({type(exc).__name__})",
                                         "Send the workbook the study issued for this subject")]
         return result
+    except Exception as exc:  # damage no reader foresaw: one finding for this file, the others are still checked
+        result.findings = [file_finding(display, "FILE-UNREADABLE", f"the file cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+                                        "Open it in Excel, save it again as .xlsx and send that copy")]
+        return result
     result.subject = subject
     result.findings = findings
     return result

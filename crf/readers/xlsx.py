@@ -420,7 +420,7 @@ class _Reader:
             try:
                 cache[sheet] = self.book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
             except Exception as exc:  # a damaged sheet part
-                raise _SheetDamaged(sheet, str(exc)[:120])
+                raise _SheetDamaged(sheet, f"{type(exc).__name__}: {str(exc)[:120]}")
         return cache[sheet]
 
     def cell_value(self, ref: CellRef) -> Any:
@@ -667,7 +667,8 @@ class _SheetTooLarge(Exception):
 
 class _SheetDamaged(Exception):
     def __init__(self, sheet: str, detail: str):
-        super().__init__(detail)
+        super().__init__(sheet, detail)  # both in args: the exception must survive pickling between processes
+        self.sheet = sheet
         self.detail = detail
 
 
@@ -706,6 +707,12 @@ def read_workbook(data: bytes, display: str, study: Study, limits: safety.Limits
     reader = _Reader(study, display, package, book)
     try:
         subject = reader.read()
+    except _SheetDamaged as exc:  # a sheet the reader needs before any field (Instructions, _meta)
+        raise Unusable("SHEET-DAMAGED", f"the sheet '{exc.sheet}' is damaged and cannot be read ({exc.detail})",
+                       "Open the file in Excel, save it again as .xlsx and send that copy")
+    except _SheetTooLarge as exc:
+        raise Unusable("SHEET-TOO-LARGE", f"the sheet '{exc.args[0]}' has data far outside the form area",
+                       "Delete whatever was typed or pasted outside the form, save and send again")
     finally:
         book.close()
     return subject, reader.findings

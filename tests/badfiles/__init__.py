@@ -108,6 +108,10 @@ def make_corpus(good: bytes, study_id: str, subject_json: dict) -> list[BadFile]
     add(("truncated.xlsx", good[: len(good) // 2], "FILE-DAMAGED"))
     add(("password.xlsx", encrypted_ole2(), "PASSWORD-PROTECTED"))
     add(("legacy.xlsx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 2048, "FILE-NOT-XLSX"))
+    damaged = dict(files)
+    instructions = sheet_part(files, "Instructions")
+    damaged[instructions] = files[instructions][: len(files[instructions]) // 2]
+    add(("damaged-instructions.xlsx", pack(damaged), "SHEET-DAMAGED"))  # an error that must cross process boundaries
     add(("a-word-document.xlsx", pack({"[Content_Types].xml": b"<Types/>", "word/document.xml": b"<document/>"}), "FILE-NOT-XLSX"))
     # an empty workbook as a spreadsheet program writes it: no _meta, no names
     from openpyxl import Workbook
