@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import multiprocessing as mp
 import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,6 +301,26 @@ def _work(task: tuple[str, str]) -> FileOutcome:
     return check_file(_WORKER["study"], _WORKER["stages"], Path(path), display, _WORKER["limits"])
 
 
+def reading_order(study: Study) -> Callable[[Finding], tuple[Any, ...]]:
+    """Sort key for findings: per subject and file, visits in schedule order, then down each sheet.
+
+    A site coordinator works down a sheet: D7 before D12 before D104 (Finding.sort_key alone
+    would sort V10 before V2 and cells as text).
+    """
+    visit_index = {v.id: i for i, v in enumerate(study.visits)}
+    log_index = {lg.id: len(study.visits) + i for i, lg in enumerate(study.logs)}
+
+    def key(f: Finding) -> tuple[Any, ...]:
+        match = _CELL.match(f.cell or "")
+        cell = (int(match[2]), len(match[1]), match[1]) if match else (0, 0, "")
+        place = visit_index.get(f.visit, log_index.get(f.form, -1))
+        return (f.site, f.subject, f.file, place, f.row or 0, cell, f.sort_key())
+    return key
+
+
+_CELL = re.compile(r"^([A-Z]{1,3})(\d+)$")
+
+
 def display_name(path: Path, base: Optional[Path] = None) -> str:
     """How a file is named in findings: relative to the working folder where possible.
 
@@ -339,7 +360,7 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
     subjects = [o.subject for o in outcomes if o.subject is not None]
     findings.extend(_duplicates(outcomes))
     findings = _dedupe(findings)
-    findings.sort(key=Finding.sort_key)
+    findings.sort(key=reading_order(study))
     subjects.sort(key=lambda s: (s.site, s.subject, s.file))
     return ValidationResult(study, outcomes, findings, subjects, [n for n, _ in CHECK_STAGES if stage_names is None or n in stage_names],
                             generated=generated)

@@ -10,7 +10,8 @@ def render_text(result: Any) -> bytes:
     lines: list[str] = []
     current = None
     for f in result.findings:
-        head = f"{f.site or '-'} / {f.subject or '(no subject)'}"
+        # the file too: a subject may be in several files, and findings of one file are listed together
+        head = f"{f.site or '-'} / {f.subject or '(no subject)'}" + (f"  [{f.file}]" if f.subject and f.file else "")
         if head != current:
             lines += ["", head]
             current = head
