@@ -513,7 +513,9 @@ def _link_totals(subj: _Subject) -> None:
 # -- derived items --------------------------------------------------------------------------------------
 def derive(study: Study, record: SubjectRecord) -> None:
     """Set every derived item from the study's own derivations (crf.rules); others stay blank."""
-    ruleset = _ruleset(study)
+    from .rules import RuleSet  # the derivations live with the rules: one implementation
+
+    ruleset = RuleSet.shared(study)
     # recomputed from scratch: a plant may have blanked an input a derived item used
     for visit in study.visits:
         for inst in visit.forms:
@@ -539,18 +541,6 @@ def derive(study: Study, record: SubjectRecord) -> None:
                 target[item.id] = as_number(item, value)
         elif item.codelist is None or value in item.codelist.values:
             target[item.id] = value
-
-
-_RULESETS: dict[str, Any] = {}
-
-
-def _ruleset(study: Study) -> Any:
-    from .rules import RuleSet  # the derivations live with the rules: one implementation
-
-    found = _RULESETS.get(study.definition_hash)
-    if found is None:
-        found = _RULESETS[study.definition_hash] = RuleSet.load(study)
-    return found
 
 
 # -- planted problems -----------------------------------------------------------------------------------

@@ -174,6 +174,14 @@ class RuleSet:
     def context(self, record: SubjectRecord, today: Optional[dt.date] = None) -> SubjectContext:
         return SubjectContext(self.study, record, today or self.today or dt.date.today(), self.constants, self.functions, self.layout)
 
+    @classmethod
+    def shared(cls, study: Study) -> "RuleSet":
+        """One compiled rule set per study definition and process (derivations for readers and the generator)."""
+        found = _SHARED.get(study.definition_hash)
+        if found is None or found.study is not study:
+            found = _SHARED[study.definition_hash] = cls.load(study)
+        return found
+
     def derived_values(self, record: SubjectRecord, today: Optional[dt.date] = None) -> dict[str, Any]:
         """Every x-derived item the record's filled forms and log rows give, by field path.
 
@@ -286,6 +294,9 @@ class RuleSet:
             subject=ctx.record.subject, site=ctx.record.site, visit=visit, form=form, row=None if row is None else row + 1,
             file=ctx.record.source or "", extra_key="engine-error",
         )
+
+
+_SHARED: dict[str, "RuleSet"] = {}
 
 
 def _where(loc: Location) -> str:
