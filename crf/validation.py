@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 from . import __version__
-from .checks.derive import day0_date
 from .checks.fields import FieldChecks
 from .fieldmap import iter_fields
 from .findings import Finding, Severity
 from .loader import load_study
-from .model import ItemKind, Study, Visit
+from .model import Study
 from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
@@ -195,39 +194,26 @@ def visit_statuses(study: Study, subject: SubjectSummary, findings: list[Finding
 
 # -- one file (runs in a worker) ----------------------------------------------------------------
 def summarise(study: Study, read: ReadSubject) -> SubjectSummary:
+    """Each visit's date, study day and window status for the grid, from the rules' schedule analysis.
+
+    The same Day 0, visit dates and windows (anchored ones included) as the window rules EC-62 and
+    PD-05 use, so the grid and the findings cannot disagree.
+    """
+    from .rules import RuleSet
+    from .rules.schedule import analyse
+
     record = read.record
-    day0 = day0_date(study, record)
+    schedule = analyse(RuleSet.shared(study).context(record))
     summary = SubjectSummary(record.site, record.subject, record.source or "")
     for visit in study.visits:
-        forms = record.visits.get(visit.id)
-        if not forms:
+        timing = schedule.visits.get(visit.id)
+        if timing is None or not record.visits.get(visit.id):
             summary.visits[visit.id] = VisitState(False)
             continue
-        date = _visit_date(visit, forms)
-        window = None
-        day = None
-        if isinstance(date, str) and isinstance(day0, str) and visit.day is not None and visit.window.anchor == "day0":
-            try:
-                day = (dt.date.fromisoformat(date) - dt.date.fromisoformat(day0)).days
-                window = "in" if visit.day - visit.window.before <= day <= visit.day + visit.window.after else "out"
-            except ValueError:
-                window = None
-        summary.visits[visit.id] = VisitState(True, date if isinstance(date, str) else None, window, day)
+        date = timing.date.isoformat() if isinstance(timing.date, dt.date) else None
+        window = None if timing.in_window is None else ("in" if timing.in_window else "out")
+        summary.visits[visit.id] = VisitState(True, date, window, timing.study_day)
     return summary
-
-
-def _visit_date(visit: Visit, forms: dict[str, Any]) -> Any:
-    fallback = None
-    for inst in visit.forms:
-        values = forms.get(inst.name)
-        if not isinstance(values, dict):
-            continue
-        for item in inst.items:
-            if item.kind is ItemKind.DATE and item.is_input and isinstance(values.get(item.id), str):
-                if item.sdtm.domain == "SV":
-                    return values[item.id]
-                fallback = fallback or values[item.id]
-    return fallback
 
 
 def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: str, limits: Limits = DEFAULT_LIMITS) -> FileOutcome:

@@ -13,25 +13,6 @@ from ..model import ItemKind, Study, Visit
 from ..subject import SubjectRecord
 
 
-def day0_date(study: Study, record: SubjectRecord) -> Any:
-    """Date of the first infusion: the study-drug date of the Day 0 visit, else its visit date."""
-    visit = next((v for v in study.visits if v.day == 0), None)
-    if visit is None or visit.id not in record.visits:
-        return MISSING
-    fallback = MISSING
-    for inst in visit.forms:
-        for item in inst.items:
-            if item.kind is ItemKind.DATE and item.is_input:
-                value = record.value(visit.id, inst.name, item.id)
-                if value is None:
-                    continue
-                if item.sdtm.domain == "EX":
-                    return value
-                if fallback is MISSING:
-                    fallback = value
-    return fallback
-
-
 def _normal(value: Any, kind: ItemKind) -> Any:
     if isinstance(value, float) and value.is_integer() and kind is ItemKind.INTEGER:
         return int(value)
