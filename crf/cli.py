@@ -177,6 +177,23 @@ def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: 
     click.echo(f"{len(written)} subject file(s) in {out / 'returned'}" + (f"; planted problems listed in {out / 'planted.json'}" if kinds else ""))
 
 
+@build.command()
+@study_option
+@out_option
+def odm(study_dir: Path, out: Path) -> None:
+    """Export the study definition as one CDISC ODM 1.3.2 metadata file (docs/interop.md).
+
+    Example: python build_crf.py odm --out out
+    """
+    from .interop.odm_export import metadata_file_name, study_to_odm
+
+    study = _load(study_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / metadata_file_name(study)
+    target.write_bytes(study_to_odm(study))
+    click.echo(f"ODM 1.3.2 metadata written to {target}")
+
+
 # -- validate ----------------------------------------------------------------------------------
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

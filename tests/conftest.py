@@ -42,3 +42,16 @@ def edit_json(path: Path, change: Callable[[Any], None]) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc, indent=1))
+
+
+# The real-world reference files (REDCap dictionaries, ODM files, the ODM XSD) live beside the repository,
+# never inside it: ../shared/realworld/ from the repository's root.
+REALWORLD = ROOT.parent / "shared" / "realworld"
+ODM_XSD = REALWORLD / "odm-xsd" / "cdisc-odm-1.3.2" / "ODM1-3-2.xsd"
+
+
+@pytest.fixture(scope="session")
+def realworld() -> Path:
+    if not REALWORLD.is_dir():
+        pytest.skip(f"the real-world reference files are not at {REALWORLD} (shared/realworld beside the repository)")
+    return REALWORLD
