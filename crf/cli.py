@@ -194,6 +194,50 @@ def odm(study_dir: Path, out: Path) -> None:
     click.echo(f"ODM 1.3.2 metadata written to {target}")
 
 
+@build.group("import")
+def import_() -> None:
+    """Make a study definition folder from another system's study design (ODM, REDCap); docs/interop.md."""
+
+
+def _write_imported(draft: object, out: Path) -> None:
+    from .interop.studywriter import ImportRefused, write_study
+
+    try:
+        study = write_study(draft, out)  # type: ignore[arg-type]
+    except ImportRefused as exc:
+        _print_notes(exc.notes)
+        raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")
+    _print_notes(draft.notes)  # type: ignore[attr-defined]
+    click.echo(f"Study {study.id} written to {out}: {len(study.visits)} visit(s), {len(study.forms())} form(s), "
+               f"{len(study.logs)} log(s), {sum(len(f.items) for f in study.forms())} item(s); notes in {out / 'IMPORT-NOTES.md'}. "
+               f"Next: python build_crf.py check --study {out}")
+
+
+def _print_notes(notes: list) -> None:
+    for note in notes:
+        click.echo(str(note), err=note.kind in ("refused", "warning"))
+
+
+@import_.command("odm")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Study folder to create, e.g. schemas/my-study (must not exist).")
+@click.option("--xsd", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Refuse the file unless it is valid against this XML Schema (e.g. ODM1-3-2.xsd).")
+def import_odm(source: Path, out: Path, xsd: Optional[Path]) -> None:
+    """Import a CDISC ODM 1.3/1.3.1/1.3.2 metadata file as a study definition folder.
+
+    Example: python build_crf.py import odm study.xml --out schemas/my-study
+    """
+    from .interop.odm_import import read_odm
+    from .interop.studywriter import ImportRefused
+
+    try:
+        draft = read_odm(source, xsd=xsd)
+    except ImportRefused as exc:
+        _print_notes(exc.notes)
+        raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")
+    _write_imported(draft, out)
+
+
 # -- validate ----------------------------------------------------------------------------------
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))

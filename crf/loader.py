@@ -227,8 +227,8 @@ class _Loader:
 
     # -- study ---------------------------------------------------------------------------
     def build_study(self, doc: dict[str, Any]) -> Study:
-        d = doc["dosing"]
-        dosing = Dosing(
+        d = doc.get("dosing")
+        dosing = None if d is None else Dosing(
             drug=d["drug"], dose_mg_per_kg=d["dose_mg_per_kg"], vial_sizes_mg=tuple(d["vial_sizes_mg"]),
             route=d.get("route"), infusions=d.get("infusions"), loading_infusions=d.get("loading_infusions", 0),
             min_interval_loading_days=d.get("min_interval_loading_days"),

@@ -271,7 +271,7 @@ class Study:
     title: str
     protocol_version: str
     form_version: str
-    dosing: Dosing
+    dosing: Optional[Dosing]  # None: no dosing rule (a study imported from ODM or REDCap)
     visits: tuple[Visit, ...]
     logs: tuple[Log, ...]
     codelists: tuple[CodeList, ...]

@@ -15,13 +15,19 @@ def _window(visit: Visit) -> str:
     return f"-{w.before}/+{w.after} d"
 
 
+def _dosing(study: Study) -> str:
+    if study.dosing is None:
+        return "Dosing: none defined"
+    return (f"Dosing: {study.dosing.drug} {study.dosing.dose_mg_per_kg:g} mg/kg {study.dosing.route or ''}, vials "
+            + ", ".join(f"{v:g} mg" for v in study.dosing.vial_sizes_mg))
+
+
 def study_summary(study: Study) -> str:
     lines = [
         f"Study {study.id}: {study.title}",
         f"Registry {study.registry_id or '-'}; protocol version {study.protocol_version}; form version {study.form_version}",
         f"Definition {study.folder} (sha256 {study.definition_hash[:16]})",
-        f"Dosing: {study.dosing.drug} {study.dosing.dose_mg_per_kg:g} mg/kg {study.dosing.route or ''}, vials "
-        + ", ".join(f"{v:g} mg" for v in study.dosing.vial_sizes_mg),
+        _dosing(study),
         "",
         f"Visits ({len(study.visits)}):",
         f"  {'visit':<5} {'day':>4}  {'window':<34} {'inf':>3} {'items':>5}  forms",

@@ -10,7 +10,8 @@ from lxml import etree
 ODM_NS = "http://www.cdisc.org/ns/odm/v1.3"  # shared by ODM 1.3, 1.3.1 and 1.3.2
 XML_NS = "http://www.w3.org/XML/1998/namespace"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"
-STANDARD_NAMESPACES = {ODM_NS, XML_NS, DS_NS}
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+STANDARD_NAMESPACES = {ODM_NS, XML_NS, DS_NS, XSI_NS}
 ACCEPTED_VERSIONS = ("1.3", "1.3.1", "1.3.2")
 
 # Alias contexts by which our export carries what ODM 1.3.2 has no element for. Plain Alias elements keep
@@ -18,6 +19,10 @@ ACCEPTED_VERSIONS = ("1.3", "1.3.1", "1.3.2")
 ALIAS_DAY = "open-ecrf:day"  # StudyEventDef: protocol day (Day 0 = first infusion)
 ALIAS_WEEK = "open-ecrf:week"
 ALIAS_WINDOW = "open-ecrf:window"  # StudyEventDef: "-3/+3" days before/after the target day
+ALIAS_WINDOW_ASSUMPTION = "open-ecrf:window-assumption"
+ALIAS_SPONSOR = "open-ecrf:sponsor"  # Protocol
+ALIAS_DOSING = "open-ecrf:dosing"  # Protocol: JSON object, the dosing rule of study.json
+ALIAS_STUDY_ASSUMPTION = "open-ecrf:assumption"  # Protocol: "open-ecrf:assumption:<id>" = text, study.json's assumptions
 ALIAS_ANCHOR = "open-ecrf:window-anchor"  # StudyEventDef: what the window counts from when not Day 0
 ALIAS_KIND = "open-ecrf:visit-kind"  # screening, scheduled, unscheduled
 ALIAS_INFUSION = "open-ecrf:infusion"

@@ -176,7 +176,7 @@ class _Exporter:
         root = etree.Element(o.odm("ODM"), nsmap={None: o.ODM_NS})
         for k, v in (("FileType", "Snapshot"), ("Granularity", "Metadata"), ("FileOID", f"{s.id}.{s.form_version}.{s.definition_hash[:12]}"),
                      ("CreationDateTime", odm_datetime(creation_time())), ("ODMVersion", "1.3.2"),
-                     ("Originator", s.sponsor or "open-ecrf"), ("SourceSystem", "open-ecrf"), ("SourceSystemVersion", __version__)):
+                     ("Originator", "open-ecrf"), ("SourceSystem", "open-ecrf"), ("SourceSystemVersion", __version__)):
             root.set(k, v)
         study = _el(root, "Study", {"OID": s.id})
         gv = _el(study, "GlobalVariables")
@@ -227,6 +227,19 @@ class _Exporter:
                                          "Mandatory": "No" if visit.kind == "unscheduled" else "Yes"})
         if self.study.logs:
             _el(proto, "StudyEventRef", {"StudyEventOID": LOGS_EVENT_OID, "OrderNumber": str(n + 1), "Mandatory": "Yes"})
+        if self.study.sponsor:
+            _alias(proto, o.ALIAS_SPONSOR, self.study.sponsor)
+        if self.study.dosing is not None:
+            d = self.study.dosing
+            dosing = {"drug": d.drug, "dose_mg_per_kg": d.dose_mg_per_kg, "route": d.route, "vial_sizes_mg": list(d.vial_sizes_mg),
+                      "infusions": d.infusions, "loading_infusions": d.loading_infusions, "min_interval_loading_days": d.min_interval_loading_days,
+                      "min_interval_maintenance_days": d.min_interval_maintenance_days, "last_infusion_max_day": d.last_infusion_max_day,
+                      "weight_source": d.weight_source, "assumption": d.assumption}
+            _alias(proto, o.ALIAS_DOSING, {k: v for k, v in dosing.items() if v is not None})
+        window_assumptions = {v.window.assumption for v in self.study.visits}
+        for a in self.study.assumptions:
+            if not a.where.startswith(("study.json#", "forms/", "visits/", "logs/", "codelists")) and a.text not in window_assumptions:
+                _alias(proto, f"{o.ALIAS_STUDY_ASSUMPTION}:{a.where}", a.text)  # Alias contexts are unique per element
 
     def study_event(self, mdv: etree._Element, visit: Visit) -> None:
         ev = _el(mdv, "StudyEventDef", {"OID": visit_oid(visit.id), "Name": visit.label, "Repeating": "No",
@@ -240,6 +253,8 @@ class _Exporter:
         if visit.week is not None:
             _alias(ev, o.ALIAS_WEEK, str(visit.week))
         _alias(ev, o.ALIAS_WINDOW, f"-{visit.window.before}/+{visit.window.after}")
+        if visit.window.assumption:
+            _alias(ev, o.ALIAS_WINDOW_ASSUMPTION, visit.window.assumption)
         if visit.window.anchor != "day0":
             _alias(ev, o.ALIAS_ANCHOR, visit.window.anchor)
         if visit.infusion is not None:
@@ -268,7 +283,8 @@ class _Exporter:
     def item_group(self, mdv: etree._Element, oid: str, form: Form, repeating: bool) -> None:
         ig = _el(mdv, "ItemGroupDef", {"OID": oid, "Name": form.title, "Repeating": "Yes" if repeating else "No", "Domain": form.domain})
         for n, it in enumerate(form.items, 1):
-            attrs = {"ItemOID": item_oid(form.id, it.id), "OrderNumber": str(n), "Mandatory": "Yes" if it.required else "No"}
+            # a conditional item is mandatory whenever it is collected: Mandatory="Yes" with its exception condition
+            attrs = {"ItemOID": item_oid(form.id, it.id), "OrderNumber": str(n), "Mandatory": "Yes" if it.required or it.condition else "No"}
             if it.condition and not it.required:
                 attrs["CollectionExceptionConditionOID"] = self.condition_oid(form.id, it.condition)
             if it.derived:
@@ -279,7 +295,7 @@ class _Exporter:
         length = _length(it)
         attrs = {"OID": item_oid(form.id, it.id), "Name": it.id, "DataType": data_type(it),
                  "Length": str(length) if length else None,
-                 "SignificantDigits": str(it.decimals) if it.kind is ItemKind.DECIMAL else None,
+                 "SignificantDigits": str(it.decimals) if it.kind is ItemKind.DECIMAL or it.decimals else None,
                  "SASFieldName": _sas_name(it.id), "SDSVarName": it.sdtm.variable if it.sdtm.submitted else None,
                  "Origin": "Derived" if it.derived else "CRF"}
         idef = _el(mdv, "ItemDef", attrs)
@@ -315,9 +331,8 @@ class _Exporter:
                 continue
             rc = _el(idef, "RangeCheck", {"Comparator": comparator, "SoftHard": soft_hard})
             _el(rc, "CheckValue", text=_num(bound))
-            text = message or (f"The value must be {_COMPARATOR_WORDS[comparator]} {_num(bound)}" if soft_hard == "Hard"
-                               else f"The value is usually {_COMPARATOR_WORDS[comparator]} {_num(bound)}: confirm it")
-            _translated(rc, "ErrorMessage", text)
+            if message:  # only the study's own words: an invented message would come back as if the study had it
+                _translated(rc, "ErrorMessage", message)
 
     def codelist(self, mdv: etree._Element, cl: CodeList) -> None:
         node = _el(mdv, "CodeList", {"OID": codelist_oid(cl), "Name": cl.id, "DataType": codelist_data_type(cl)})
@@ -342,9 +357,6 @@ class _Exporter:
         node = _el(mdv, "MethodDef", {"OID": f"MT.{form.id}.{it.id}", "Name": f"Derivation of {form.id}.{it.id}", "Type": "Computation"})
         _translated(node, "Description", f"{it.question}: computed by the eCRF as {it.derived}")
         _el(node, "FormalExpression", {"Context": o.EXPRESSION_CONTEXT}, it.derived)
-
-
-_COMPARATOR_WORDS = {"GE": "at least", "GT": "more than", "LE": "at most", "LT": "less than"}
 
 
 def _code_text(code: Any) -> str:
