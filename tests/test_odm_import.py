@@ -80,9 +80,9 @@ def test_the_cdisc_example_keeps_ranges_units_conditions_and_says_what_it_droppe
     soft = sum(1 for it in items.values() if it.soft)
     assert (hard, soft) == (6, 2)  # 10 hard checks on 6 items (2 in a second unit, noted); 4 soft checks on 2 items
     assert sum(1 for form in study.forms() for it in form.items if it.unit == "mm Hg") == 4 and any(it.unit == "lbs" for it in items.values())
-    # COND.SEX.MALE is the exception "../ItemData[@ItemOID='I_SEX'][@Value='M']": collected for the other codes
-    conditional = [it for it in items.values() if it.condition and it.condition.item == "SEX"]
-    assert conditional and all("M" not in it.condition.values for it in conditional)
+    # COND.SMOKING is the exception ".../ItemData[@ItemOID='I_SMOKING'][@Value='false']" on a boolean item: the number
+    # of cigarettes is collected (and required) when the subject smokes
+    assert items["I_NR_CIGARETTES"].condition.item == "NRSMOKES" and items["I_NR_CIGARETTES"].condition.values == (1,)
     texts = [str(n) for n in notes]
     assert any("[@Value > 90]" in t and "line 1511" in t for t in texts)  # untranslatable XPath: located note
     assert any(t.startswith("dropped") and "Presentation" in t for t in texts)
