@@ -19,7 +19,7 @@ from ..model import Item, ItemKind, Limits, Log, Study, Visit
 from ..readers.base import ReadSubject
 from ..readers.convert import ValueIssue, show_value
 from ..subject import Location, SubjectRecord
-from .derive import complete
+from .derive import Disagreement, complete
 from .fastschema import Predicate, compile_schema
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(?:-(0[1-9]|1[0-2])(?:-\d{2})?)?$")
@@ -100,8 +100,9 @@ class FieldChecks:
     # -- public -------------------------------------------------------------------------
     def check(self, read: ReadSubject) -> Iterator[Finding]:
         record = read.record
-        derived = complete(self.study, record, read.cached)
+        derived, disagreements = complete(self.study, record, read.cached)
         yield from self._issues(read)
+        yield from self._disagreements(read, disagreements)
         for visit in self.study.visits:
             forms = record.visits.get(visit.id)
             if forms is None:
@@ -190,6 +191,27 @@ class FieldChecks:
             category = "date" if issue.rule.startswith("DATE") else "format"
             yield self._finding(record, where, issue.rule, Severity.ERROR, category, f"{show_value(issue.raw) if issue.rule != 'FORMULA-NO-VALUE' else 'the cell'} "
                                 f"{_problem_tail(issue)}", issue.fix, value=issue.raw, expected=issue.expected)
+
+    def _where_of(self, read: ReadSubject, path: str) -> Optional[_Where]:
+        parts = path.strip("/").split("/")
+        if parts[0] == "visits" and parts[1] in self._visits:
+            return self._visit_where(read.record, self._visits[parts[1]], parts[2], parts[3])
+        if parts[0] == "logs" and parts[1] in self._logs:
+            return self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
+        return None
+
+    def _disagreements(self, read: ReadSubject, found: list[Disagreement]) -> Iterator[Finding]:
+        """A calculated item sent with another value than its calculation: a formula typed over, or an export that disagrees."""
+        for d in found:
+            where = self._where_of(read, d.path)
+            if where is None:
+                continue
+            sent, computed = _shown(d.item, d.sent), _shown(d.item, d.computed)
+            yield self._finding(read.record, where, "DERIVED-MISMATCH", Severity.ERROR, "derived",
+                                f"{sent} is recorded, but this item is calculated from the other answers and the calculation gives {computed}",
+                                "Do not type over a calculated cell: correct the answers it is calculated from, or clear the cell "
+                                "so that its formula is restored (ask the data manager for a fresh workbook if it is lost)",
+                                value=d.sent, expected=f"{computed} (calculated)")
 
     def _skip(self, read: ReadSubject, path: str, derived: set[str]) -> bool:
         return path in read.issues or path in read.unknown or path in derived
@@ -406,6 +428,14 @@ class FieldChecks:
                              f"{_num(value)}{unit} is unusual (expected {expected})",
                              f"Confirm it against the source document, or correct it.{note}".rstrip("."),
                              value=value, expected=expected)
+
+
+def _shown(item: Item, value: Any) -> str:
+    if item.codelist is not None and not isinstance(value, (list, dict)):
+        label = item.codelist.label(value)
+        if label and str(label) != str(value):
+            return f"{show_value(value)} ({label})"
+    return show_value(value) if not isinstance(value, (int, float)) or isinstance(value, bool) else _num(value)
 
 
 def _outside_soft(item: Item, value: Any) -> bool:

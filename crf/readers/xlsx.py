@@ -533,6 +533,7 @@ class _Reader:
         log_rows: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         log_refs: dict[str, dict[int, dict[str, CellRef]]] = defaultdict(lambda: defaultdict(dict))
         log_issues: dict[str, dict[int, dict[str, ValueIssue]]] = defaultdict(lambda: defaultdict(dict))
+        log_cached: dict[str, dict[int, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
         by_sheet: dict[str, list[tuple[_Spec, CellRef]]] = defaultdict(list)
         for f in fields:
             ref = located.get(f.path)
@@ -561,7 +562,11 @@ class _Reader:
                     if item.derived is not None and not blank:
                         value = convert(item, raw, date1904)
                         if not isinstance(value, ValueIssue) and value is not None:
-                            result.cached[f.path] = value
+                            if is_log:  # keyed by record row once the log's rows are numbered (below)
+                                log_refs[f.container][f.row][item.id] = ref  # type: ignore[index]
+                                log_cached[f.container][f.row][item.id] = value  # type: ignore[index]
+                            else:
+                                result.cached[f.path] = value
                     continue
                 value = None
                 issue: Optional[ValueIssue] = None
@@ -609,6 +614,8 @@ class _Reader:
                     record.locations[f"/logs/{log.id}/{index}/{item_id}"] = Location(display, ref.sheet, ref.cell)
                 for item_id, issue in log_issues[log.id][wb_row].items():
                     result.issues[f"/logs/{log.id}/{index}/{item_id}"] = issue
+                for item_id, value in log_cached[log.id][wb_row].items():
+                    result.cached[f"/logs/{log.id}/{index}/{item_id}"] = value
         return result
 
     def renamed(self, sheet: str, sheet_fields: list[_Spec], fieldmap: "_FieldMap") -> bool:

@@ -1,0 +1,44 @@
+"""A hand-written subject (tests/fixtures/findings/base-subject.json) and helpers to plant one problem in a copy.
+
+The base subject was typed from the CRF specification, not produced by crf.synth: it validates clean, and
+every test changes it in one place, chosen from the spec's wording, and looks at what the validator says.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from crf.findings import Finding
+from crf.validation import validate
+
+BASE = Path(__file__).resolve().parent / "fixtures" / "findings" / "base-subject.json"
+TODAY = dt.date(2026, 1, 1)
+_BASE_DOC: dict[str, Any] = json.loads(BASE.read_text(encoding="utf-8"))
+
+
+def base() -> dict[str, Any]:
+    """A fresh copy of the hand-written subject document."""
+    return copy.deepcopy(_BASE_DOC)
+
+
+def form(doc: dict[str, Any], visit: str, name: str) -> dict[str, Any]:
+    return doc["visits"][visit][name]
+
+
+def run(study: Any, doc: dict[str, Any], tmp: Path, name: str = "subject.json",
+        stages: Optional[Sequence[str]] = None) -> list[Finding]:
+    """Validate one subject document as a site would send it (all stages unless told)."""
+    path = tmp / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return validate(study, [path], jobs=1, today=TODAY, stage_names=stages).findings
+
+
+def where(findings: list[Finding], rule: Optional[str] = None) -> list[tuple[str, str, str, str, Optional[int]]]:
+    """(rule, visit, form, field, row) of each finding, optionally of one rule only."""
+    return sorted((f.rule, f.visit, f.form, f.field, f.row) for f in findings if rule is None or f.rule == rule)
+
+
+Plant = Callable[[dict[str, Any]], Any]
