@@ -11,6 +11,7 @@ import ast
 import datetime as dt
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Mapping, Optional
 
 _ALLOWED = (
@@ -30,11 +31,18 @@ class Expression:
     text: str
     tree: ast.Expression
 
+    @cached_property
+    def nodes(self) -> tuple[ast.AST, ...]:
+        """Every node of the tree, walked once (the checks of a rule look at them several times)."""
+        return tuple(ast.walk(self.tree))
+
     def references(self) -> set[str]:
         """Dotted field references used (`WEIGHT`, `VS_PRE.WEIGHT`, `SCR.IC.DSSTDAT`)."""
         refs: set[str] = set()
-        for node in ast.walk(self.tree):
-            if isinstance(node, (ast.Name, ast.Attribute)) and not _is_call_target(self.tree, node):
+        nodes = self.nodes
+        call_targets = {id(n.func) for n in nodes if isinstance(n, ast.Call)}  # one pass, not one walk per name
+        for node in nodes:
+            if isinstance(node, (ast.Name, ast.Attribute)) and id(node) not in call_targets:
                 dotted = _dotted(node)
                 if dotted:
                     refs.add(dotted)
@@ -42,11 +50,7 @@ class Expression:
         return {r for r in refs if not any(o != r and o.startswith(r + ".") for o in refs)}
 
     def functions(self) -> set[str]:
-        return {n.func.id for n in ast.walk(self.tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-
-
-def _is_call_target(tree: ast.AST, node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Call) and n.func is node for n in ast.walk(tree))
+        return {n.func.id for n in self.nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
 
 
 def _dotted(node: ast.AST) -> Optional[str]:
@@ -63,14 +67,15 @@ def parse(text: str) -> Expression:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"cannot parse {text!r}: {exc.msg} at column {exc.offset}") from None
-    for node in ast.walk(tree):
+    expr = Expression(text, tree)
+    for node in expr.nodes:
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(f"{type(node).__name__} is not allowed in expressions ({text!r})")
         if isinstance(node, ast.Attribute) and _dotted(node) is None:
             raise ExpressionError(f"only dotted field names may use '.' ({text!r})")
         if isinstance(node, ast.Call) and (not isinstance(node.func, ast.Name) or node.keywords):
             raise ExpressionError(f"only plain function calls f(a, b) are allowed ({text!r})")
-    return Expression(text, tree)
+    return expr
 
 
 class Missing:

@@ -21,7 +21,7 @@ import referencing
 import referencing.exceptions
 from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 
-from . import expressions
+from . import defcache, expressions
 from .model import (
     Assumption, Code, CodeList, Condition, Dosing, Form, FormInstance, Item, ItemKind, Limits, Log,
     SchemaSet, SdtmTarget, Study, Visit, Window,
@@ -155,9 +155,11 @@ class _Loader:
         study_doc = self.docs.get("study.json")
         if study_doc is None or self.problems:
             raise self.fail()
-        self.check_meta()
-        if self.problems:
-            raise self.fail()
+        if not defcache.was_checked("meta", self.definition_hash):  # the same bytes passed before: skip the slow part
+            self.check_meta()
+            if self.problems:
+                raise self.fail()
+            defcache.remember_checked("meta", self.definition_hash)
         study = self.build_study(study_doc)
         if self.problems:
             raise self.fail()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import multiprocessing as mp
 import os
 import re
 from collections import defaultdict
@@ -276,10 +275,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits: Limits, today: Optional[dt.date]) -> None:
+    key = (study_folder, tuple(stage_names) if stage_names is not None else None, today)
+    if _WORKER.get("key") == key:  # forked: the parent's study and compiled stages are ours already
+        _WORKER["limits"] = limits
+        return
     study = _WORKER.get("study")
     if study is None or str(study.folder) != study_folder:
         study = load_study(study_folder)
-    _WORKER.update(study=study, stages=build_stages(study, stage_names, today), limits=limits)
+    _WORKER.update(study=study, stages=build_stages(study, stage_names, today), limits=limits, key=key)
 
 
 def _work(task: tuple[str, str]) -> FileOutcome:
@@ -326,14 +329,16 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
     tasks = [(str(p), display_name(p, base)) for p in files]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
     outcomes: list[FileOutcome] = []
+    stages = build_stages(study, stage_names, today)  # compiled once here; forked workers inherit them
     if jobs == 1 or len(tasks) < 4:
-        stages = build_stages(study, stage_names, today)
         for i, (path, display) in enumerate(tasks):
             outcomes.append(check_file(study, stages, Path(path), display, limits))
             if progress:
                 progress(i + 1, len(tasks))
     else:
-        _WORKER["study"] = study  # inherited by forked workers: no second load
+        _WORKER.update(study=study, stages=stages, key=(str(study.folder), tuple(stage_names) if stage_names is not None else None, today))
+        import multiprocessing as mp  # here, not at the top: a one-file run never starts a pool
+
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today), maxtasksperchild=200) as pool:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_STUDY = ROOT / "schemas" / "belimumab-nmosd"
 MINI_STUDY = ROOT / "tests" / "fixtures" / "mini-study"
+# The checked-definition cache (crf.defcache) of the tests is their own, never the user's; subprocesses inherit it.
+os.environ["OPEN_ECRF_CACHE_DIR"] = tempfile.mkdtemp(prefix="open-ecrf-test-cache-")
 
 
 @pytest.fixture(scope="session")

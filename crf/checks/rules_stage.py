@@ -1,7 +1,8 @@
 """The rules stage: the study's consistency checks and protocol deviations (EC-xx, PD-xx) from crf/rules/.
 
-The rules engine is built once per worker (`RuleSet.load`) and run on one subject at a time, so a
-worker never holds more than one subject's data. `today` fixes the date of future-date checks, so
+The rules are compiled once per process and study definition (`RuleSet.shared`, which the derived
+values and the visit summaries use too; forked workers inherit it) and run on one subject at a time,
+so a worker never holds more than one subject's data. `today` fixes the date of future-date checks, so
 that a rerun with the same inputs gives the same report.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ class RulesStage:
     name = "rules"
 
     def __init__(self, study: Study, today: Optional[dt.date] = None):
-        self.ruleset = RuleSet.load(study, today=today)
+        self.ruleset = RuleSet.shared(study)  # `today` is passed per call: the shared set is not ours to change
         self.today = today
 
     def check(self, read: ReadSubject) -> Iterator[Finding]:

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import jsonschema
 
+from .. import defcache
 from ..expressions import BUILTINS, MISSING, Compiled, Expression, ExpressionError, compile_expression, parse
 from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
@@ -387,8 +388,9 @@ class _RuleLoader:
 
     def load(self) -> tuple[list[Rule], dict[str, Any]]:
         folder = self.study.folder / "rules"
-        schema = json.loads(RULES_SCHEMA.read_text(encoding="utf-8"))
-        validator = jsonschema.Draft202012Validator(schema)
+        # the study's definition hash covers the rules files: the same bytes passed the schema before
+        checked = defcache.was_checked("rules", self.study.definition_hash)
+        validator = None if checked else jsonschema.Draft202012Validator(json.loads(RULES_SCHEMA.read_text(encoding="utf-8")))
         docs: list[tuple[str, Any]] = []
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             rel = path.relative_to(self.study.folder).as_posix()
@@ -397,12 +399,14 @@ class _RuleLoader:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 self.problem(rel, "", f"not valid JSON: {exc}")
                 continue
-            for error in validator.iter_errors(doc):
+            for error in validator.iter_errors(doc) if validator is not None else ():
                 ptr = "".join(f"/{p}" for p in error.absolute_path)
                 self.problem(rel, ptr, f"{error.message} (see schemas/meta/rules.schema.json)")
             docs.append((rel, doc))
         if self.problems:
             raise StudyDefinitionError(folder, self.problems)
+        if not checked:
+            defcache.remember_checked("rules", self.study.definition_hash)
         constants: dict[str, Any] = {}
         for rel, doc in docs:
             for name, value in doc.get("constants", {}).items():
@@ -512,16 +516,16 @@ class _RuleLoader:
                 self.problem(file, ptr, f"unknown function {name}() in {text!r}; known: {', '.join(sorted(self.functions))}")
         inner: set[str] = set()
         import ast
-        for node in ast.walk(expr.tree):
+        for node in expr.nodes:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ITERATING and node.args:
                 target = node.args[0]
                 if not isinstance(target, ast.Name) or (target.id not in self.layout.form_items and target.id not in self.layout.log_items):
                     self.problem(file, ptr, f"{node.func.id}() needs a log id or form id as first argument in {text!r}")
                 else:
                     inner |= set(self.layout.log_items.get(target.id) or self.layout.form_items[target.id])
-        skip = {node.args[0].id for node in ast.walk(expr.tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        skip = {node.args[0].id for node in expr.nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id in _ITERATING | {"window_end", "target_date", "visit_in_window"} and node.args and isinstance(node.args[0], ast.Name)}
-        for node in ast.walk(expr.tree):
+        for node in expr.nodes:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("window_end", "target_date", "visit_in_window"):
                 if not node.args or not isinstance(node.args[0], ast.Name) or node.args[0].id not in self.layout.visits:
                     self.problem(file, ptr, f"{node.func.id}() needs a visit id as argument in {text!r}")
