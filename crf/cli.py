@@ -238,6 +238,43 @@ def import_odm(source: Path, out: Path, xsd: Optional[Path]) -> None:
     _write_imported(draft, out)
 
 
+@import_.command("redcap")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Study folder to create, e.g. schemas/my-study (must not exist).")
+@click.option("--events", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="REDCap events export (default: event.csv or events.csv beside the dictionary).")
+@click.option("--records", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="REDCap records export (default: data.csv or records.csv beside the dictionary): tells which instruments each event collects and which repeat.")
+@click.option("--subjects", "subjects_out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also convert the records into subject documents (JSON, one per record) in this folder, for validate.py.")
+def import_redcap(source: Path, out: Path, events: Optional[Path], records: Optional[Path], subjects_out: Optional[Path]) -> None:
+    """Import a REDCap data dictionary (CSV, display or API headers) as a study definition folder.
+
+    Example: python build_crf.py import redcap dictionary.csv --out schemas/my-study --subjects out/my-study-records
+    """
+    import json
+
+    from .interop.redcap import read_redcap, records_to_documents
+    from .interop.studywriter import ImportRefused
+
+    try:
+        imported = read_redcap(source, events=events, records=records)
+    except ImportRefused as exc:
+        _print_notes(exc.notes)
+        raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")
+    _write_imported(imported.draft, out)
+    records = records or next((source.parent / n for n in ("data.csv", "records.csv") if (source.parent / n).is_file()), None)
+    if subjects_out is not None:
+        if records is None:
+            raise click.UsageError("--subjects needs the records export: give --records FILE")
+        docs, notes = records_to_documents(imported, load_study(out), records)
+        _print_notes(notes)
+        subjects_out.mkdir(parents=True, exist_ok=True)
+        for doc in docs:
+            name = "".join(c if c.isalnum() or c in "-_" else "_" for c in doc["subject"])
+            (subjects_out / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"{len(docs)} subject document(s) in {subjects_out}: python validate.py {subjects_out} --study {out}")
+
+
 # -- validate ----------------------------------------------------------------------------------
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
