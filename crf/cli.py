@@ -194,6 +194,28 @@ def odm(study_dir: Path, out: Path) -> None:
     click.echo(f"ODM 1.3.2 metadata written to {target}")
 
 
+@build.command()
+@study_option
+@out_option
+def redcap(study_dir: Path, out: Path) -> None:
+    """Export the study as a REDCap project: data dictionary, events, instrument-event mapping, and what REDCap cannot express.
+
+    Example: python build_crf.py redcap --out out
+    """
+    from .interop.redcap_export import file_names, study_to_redcap
+
+    study = _load(study_dir)
+    project = study_to_redcap(study)
+    names = file_names(study)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / names["dictionary"]).write_bytes(project.dictionary)
+    (out / names["events"]).write_bytes(project.events)
+    (out / names["mapping"]).write_bytes(project.mapping)
+    (out / names["report"]).write_text(project.report(study), encoding="utf-8")
+    click.echo(f"REDCap data dictionary, events and instrument-event mapping written to {out}; "
+               f"{len(project.not_expressible)} thing(s) REDCap cannot express are listed in {out / names['report']}")
+
+
 @build.group("import")
 def import_() -> None:
     """Make a study definition folder from another system's study design (ODM, REDCap); docs/interop.md."""
@@ -244,9 +266,11 @@ def import_odm(source: Path, out: Path, xsd: Optional[Path]) -> None:
 @click.option("--events", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="REDCap events export (default: event.csv or events.csv beside the dictionary).")
 @click.option("--records", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="REDCap records export (default: data.csv or records.csv beside the dictionary): tells which instruments each event collects and which repeat.")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="REDCap instrument-event mapping (arm_num, unique_event_name, form): which instruments each event collects.")
 @click.option("--subjects", "subjects_out", type=click.Path(file_okay=False, path_type=Path),
               help="Also convert the records into subject documents (JSON, one per record) in this folder, for validate.py.")
-def import_redcap(source: Path, out: Path, events: Optional[Path], records: Optional[Path], subjects_out: Optional[Path]) -> None:
+def import_redcap(source: Path, out: Path, events: Optional[Path], records: Optional[Path], mapping: Optional[Path], subjects_out: Optional[Path]) -> None:
     """Import a REDCap data dictionary (CSV, display or API headers) as a study definition folder.
 
     Example: python build_crf.py import redcap dictionary.csv --out schemas/my-study --subjects out/my-study-records
@@ -257,7 +281,7 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
     from .interop.studywriter import ImportRefused
 
     try:
-        imported = read_redcap(source, events=events, records=records)
+        imported = read_redcap(source, events=events, records=records, mapping=mapping)
     except ImportRefused as exc:
         _print_notes(exc.notes)
         raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")

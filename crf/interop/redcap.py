@@ -370,7 +370,7 @@ def _find_beside(path: Path, names: tuple[str, ...]) -> Optional[Path]:
     return None
 
 
-def read_redcap(path: Path, events: Optional[Path] = None, records: Optional[Path] = None) -> RedcapImport:
+def read_redcap(path: Path, events: Optional[Path] = None, records: Optional[Path] = None, mapping: Optional[Path] = None) -> RedcapImport:
     path = Path(path)
     dictionary, notes = read_dictionary(path)
     events = events or _find_beside(path, ("event.csv", "events.csv"))
@@ -380,14 +380,14 @@ def read_redcap(path: Path, events: Optional[Path] = None, records: Optional[Pat
                        protocol_version="1", form_version="1", source=f"{path.name} (REDCap data dictionary, {dictionary.header_style} headers)")
     draft.notes.extend(notes)
     imp = RedcapImport(dictionary, draft, {}, {}, {}, {}, {})
-    _Builder(imp, read_records(records) if records else None, events).build()
+    _Builder(imp, read_records(records) if records else None, events, mapping).build()
     return imp
 
 
 class _Builder:
-    def __init__(self, imp: RedcapImport, records: Optional[Records], events: Optional[Path]):
+    def __init__(self, imp: RedcapImport, records: Optional[Records], events: Optional[Path], mapping: Optional[Path]):
         self.imp, self.d, self.draft = imp, imp.dictionary, imp.draft
-        self.records, self.events = records, events
+        self.records, self.events, self.mapping = records, events, mapping
         self.codelists: dict[tuple[tuple[str, str], ...], str] = {}
         self.taken_codelists: set[str] = set()
         self.summary: dict[str, list[str]] = {}
@@ -637,11 +637,25 @@ class _Builder:
             else:
                 self.one_visit_for_logs()
             return
-        used = self.forms_by_event()
+        used = self.designated() if self.mapping else self.forms_by_event()
         taken: set[str] = set()
-        arms = {arm for _, _, arm in events}
-        for unique, label, arm in events:
-            visit_id = identifier(label if len(arms) == 1 else f"{label} {arm}", 8, taken, allow_underscore=False, fallback="V")
+        arms = {e["arm"] for e in events}
+        last_day: Optional[int] = None
+        timed = False
+        for e in events:
+            unique, label, arm = e["unique"], e["label"], e["arm"]
+            custom = e["custom"]
+            if re.fullmatch(r"[A-Z][A-Z0-9]{0,7}", custom) and custom not in taken:
+                visit_id = custom  # our own export writes the visit id as the custom event label
+                taken.add(custom)
+            else:
+                visit_id = identifier(label if len(arms) == 1 else f"{label} {arm}", 8, taken, allow_underscore=False, fallback="V")
+            day = e["day"]
+            if day is not None and last_day is not None and day <= last_day:
+                self.note("dropped", str(self.events), f"event {unique}: day offset {day} is not after the previous event's {last_day}; its day was dropped")
+                day = None
+            if day is not None:
+                last_day, timed = day, True
             if used is None:
                 forms = visit_forms
             else:
@@ -650,27 +664,47 @@ class _Builder:
                 self.note("dropped", str(self.events), f"event {unique} collects no (non-repeating) instrument in {self.records.path.name if self.records else 'the records'}; it was not imported")
                 continue
             self.imp.visit_ids[unique] = visit_id
-            self.draft.visits.append(DraftVisit(visit_id, label + (f" (arm {arm})" if len(arms) > 1 else ""), "scheduled", None,
-                                                [DraftInstance(self.imp.form_ids[n], self.imp.form_ids[n]) for n in forms]))
+            self.draft.visits.append(DraftVisit(visit_id, label + (f" (arm {arm})" if len(arms) > 1 else ""), "scheduled" if day is not None or not e["has_days"] else "unscheduled", day,
+                                                [DraftInstance(self.imp.form_ids[n], self.imp.form_ids[n]) for n in forms],
+                                                before=e["before"] if day is not None else 0, after=e["after"] if day is not None else 0))
         if len(arms) > 1:
             self.note("approximate", str(self.events), f"{len(arms)} arms: their events are one list of visits here (a subject's arm is not modelled)")
-        if used is None:
+        if self.mapping:
+            self.note("kept", str(self.mapping), "the instruments of each event are the instrument-event mapping's")
+        elif used is None:
             self.note("approximate", str(self.events), "the instrument-event mapping is not in a data dictionary and there is no records export beside it: every instrument is offered at every event")
         else:
             self.note("approximate", str(self.records.path), "which instruments each event collects is read from the records export (an instrument with data or a status at an event); check it against the project's instrument designation")  # type: ignore[union-attr]
-        self.note("dropped", str(self.events), "event day offsets are not in event.csv: visit days and windows are empty; set them in study.json")
+        if not timed:
+            self.note("dropped", str(self.events), "the events file has no day offsets: visit days and windows are empty; set them in study.json")
         if not self.draft.visits:
             self.one_visit_for_logs()
 
     def one_visit_for_logs(self) -> None:
         raise ImportRefused([Note("refused", str(self.d.path), "no instrument is collected at a visit (all are repeating or empty); the study needs at least one visit form")])
 
-    def read_events(self) -> list[tuple[str, str, str]]:
+    def read_events(self) -> list[dict[str, Any]]:
         if self.events is None:
             return []
-        rows = read_records(self.events).rows
-        return [(r.get("unique_event_name", ""), (r.get("custom_event_label") or r.get("event_name") or r.get("unique_event_name") or "").strip(), r.get("arm_num", "1"))
-                for r in rows if r.get("unique_event_name")]
+        rows = [r for r in read_records(self.events).rows if r.get("unique_event_name")]
+        has_days = any((r.get("day_offset") or "").strip() for r in rows)
+
+        def number(text: Optional[str]) -> Optional[int]:
+            try:
+                return int(float(text)) if text and text.strip() else None
+            except ValueError:
+                return None
+
+        return [{"unique": r["unique_event_name"], "label": (r.get("event_name") or r["unique_event_name"]).strip(), "arm": r.get("arm_num", "1"),
+                 "custom": (r.get("custom_event_label") or "").strip(), "day": number(r.get("day_offset")), "has_days": has_days,
+                 "before": number(r.get("offset_min")) or 0, "after": number(r.get("offset_max")) or 0} for r in rows]
+
+    def designated(self) -> dict[str, set[str]]:
+        assert self.mapping is not None
+        used: dict[str, set[str]] = {}
+        for r in read_records(self.mapping).rows:
+            used.setdefault(r.get("unique_event_name", ""), set()).add(r.get("form", ""))
+        return used
 
     def forms_by_event(self) -> Optional[dict[str, set[str]]]:
         if self.records is None or "redcap_event_name" not in self.records.header:
