@@ -303,8 +303,8 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @study_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "xlsx", "html"]), default="text", show_default=True,
-              help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "xlsx", "html", "odm"]), default="text", show_default=True,
+              help="Report format; odm: the data read as CDISC ODM 1.3.2 ClinicalData, with the findings as annotations.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (default: standard output; required for xlsx).")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Worker processes (default: number of cores).")

@@ -363,11 +363,20 @@ def _code_text(code: Any) -> str:
     return _num(code) if isinstance(code, float) else str(code)
 
 
-def study_to_odm(study: Study) -> bytes:
-    """The ODM 1.3.2 metadata file of a study: deterministic bytes (UTF-8, indented)."""
-    root = _Exporter(study).build()
+def metadata_tree(study: Study) -> tuple[etree._Element, dict[tuple[str, str], str]]:
+    """The ODM root with the study's metadata, and the FormDef OID of each (visit id, form instance name)."""
+    exporter = _Exporter(study)
+    return exporter.build(), exporter.instance_oid
+
+
+def serialise(root: etree._Element) -> bytes:
     etree.indent(root, space="  ")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+
+
+def study_to_odm(study: Study) -> bytes:
+    """The ODM 1.3.2 metadata file of a study: deterministic bytes (UTF-8, indented)."""
+    return serialise(metadata_tree(study)[0])
 
 
 def metadata_file_name(study: Study) -> str:

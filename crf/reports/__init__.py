@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ..findings import Finding
 
 REPORT_FORMAT_VERSION = "1.0"
-FORMATS = ("text", "json", "csv", "xlsx", "html")
+FORMATS = ("text", "json", "csv", "xlsx", "html", "odm")
 COLUMNS = ("id", "severity", "rule", "category", "site", "subject", "visit", "form", "field", "row", "file", "sheet",
            "cell", "value", "expected", "message")
 
@@ -51,6 +51,8 @@ def render(result: Any, fmt: str) -> bytes:
         from .xlsx_report import render_xlsx as writer
     elif fmt == "html":
         from .html_report import render_html as writer
+    elif fmt == "odm":  # the data read, as CDISC ODM 1.3.2 ClinicalData with the findings as annotations
+        from ..interop.odm_clinical import render_odm as writer
     else:
         raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     return writer(result)
