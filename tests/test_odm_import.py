@@ -98,6 +98,13 @@ def test_vendor_extensions_are_ignored_with_one_note_per_namespace_and_redcap_of
     assert any("projectredcap.org" in n.message and "day offsets" in n.message for n in notes)
 
 
+def test_redcap_branching_logic_kept_as_a_vendor_attribute_becomes_a_condition_where_it_can(imported):
+    study, notes = imported["redcap_longitudinal-project_odm131-redcap-ext.xml"]
+    items = {it.id: it for form in study.forms() for it in form.items}
+    assert items["GIVEN_BIRTH"].condition.item == "SEX" and items["GIVEN_BIRTH"].condition.values == ("0",)
+    assert any("num_children" in n.message and "'and'" in n.message and n.where.endswith("line 375") for n in notes)
+
+
 def test_odm_1_3_and_1_3_1_are_accepted(imported):
     assert imported["openclinica3_full-extract_odm13-oc-ext.xml"][0].visits  # ODMVersion="1.3"
     assert imported["redcap_longitudinal-project_odm131-redcap-ext.xml"][0].visits  # ODMVersion="1.3.1"

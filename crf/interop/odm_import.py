@@ -87,6 +87,8 @@ class _Item:
     codelist: Optional[str] = None  # draft code list id
     codes: tuple[Any, ...] = ()
     line: int = 0
+    redcap_variable: Optional[str] = None  # REDCap's ODM: the field's variable name and branching logic (vendor attributes)
+    redcap_branching: Optional[str] = None
 
 
 @dataclass
@@ -152,7 +154,7 @@ class _Importer:
                 if ans and ans not in o.STANDARD_NAMESPACES:
                     attributes[ans] += 1
                     first.setdefault(ans, node)
-        used = " (except the event day offsets and windows, used for the visit days)" if REDCAP_NS in first else ""
+        used = " (except the event day offsets and windows, used for the visit days, and the branching logic, translated where it can be)" if REDCAP_NS in first else ""
         for ns in sorted(first):
             self.note("dropped", first[ns], f"vendor extension namespace {ns}: {elements[ns]} element(s) and {attributes[ns]} attribute(s) ignored"
                       + (used if ns == REDCAP_NS else "") + "; only standard ODM is imported")
@@ -387,7 +389,8 @@ class _Importer:
         if "open-ecrf:assumption" in aliases:
             schema["x-assumption"] = aliases["open-ecrf:assumption"]
         schema["x-sdtm"] = self.sdtm(node, aliases)
-        return _Item(oid, self.item_id(node), schema, codelist, codes, node.sourceline or 0)
+        return _Item(oid, self.item_id(node), schema, codelist, codes, node.sourceline or 0,
+                     node.get(f"{{{REDCAP_NS}}}Variable"), node.get(f"{{{REDCAP_NS}}}BranchingLogic"))
 
     def read_ranges(self, oid: str, node: etree._Element, schema: dict[str, Any]) -> None:
         numeric = schema.get("type") in ("integer", "number")
@@ -578,7 +581,39 @@ class _Importer:
         if not form.items:
             return None
         form.source_ids = oid_to_id
+        self.redcap_branching(form, pairs, oid_to_id)
         return form
+
+    def redcap_branching(self, form: DraftForm, pairs: list[tuple[_Item, etree._Element]], oid_to_id: dict[str, str]) -> None:
+        """REDCap's ODM keeps branching logic only as redcap:BranchingLogic: translate it as a dictionary import would."""
+        from .redcap import translate_branching
+
+        by_variable = {item.redcap_variable: oid_to_id[item.oid] for item, _ in pairs if item.redcap_variable}
+        if not any(item.redcap_branching for item, _ in pairs):
+            return
+        codes_of = {var: ([_code_key(c) for c in self.trigger_codes(form, item_id)] if self.trigger_codes(form, item_id) is not None else None)
+                    for var, item_id in by_variable.items()}
+        conditioned = {name for _, _, names in form.conditions for name in names}
+        for item, iref in pairs:
+            item_id = oid_to_id[item.oid]
+            if not item.redcap_branching or item_id in conditioned:
+                continue
+            where = f"{self.display}, line {item.line}"
+            translated = translate_branching(item.redcap_branching, codes_of)
+            if isinstance(translated, str):
+                self.draft.note("dropped", where, f"REDCap branching logic of {item.oid} {item.redcap_branching!r} cannot be translated: {translated}; the item is always shown")
+                continue
+            trigger = by_variable[translated[0]]
+            values = [self.typed_code(form, trigger, v) for v in translated[1]]
+            if item_id in form.required:
+                form.required.remove(item_id)
+            self.draft.note("kept", where, f"REDCap branching logic of {item.oid} {item.redcap_branching!r} is the condition {trigger} in {values}")
+            for existing in form.conditions:
+                if existing[0] == trigger and existing[1] == values:
+                    existing[2].append(item_id)
+                    break
+            else:
+                form.conditions.append((trigger, values, [item_id]))
 
     def derivation(self, form: DraftForm, item_id: str, method_oid: str, where: etree._Element) -> None:
         method = self.defs["MethodDef"].get(method_oid)

@@ -598,7 +598,7 @@ class _Builder:
             return
         if bounds:
             # REDCap's min/max are soft: a value outside is allowed after confirmation (its own ODM export says so)
-            spec["x-soft"] = {**bounds, "message": "Outside the range the REDCap project suggested: confirm the value."}
+            spec["x-soft"] = bounds  # no message: REDCap's own wording is not in the dictionary, and an invented one would be printed
             self.tally("kept|REDCap min/max are soft limits here too (a query, not an error)", f.name)
 
     def branching(self, f: Field, form: DraftForm, names: dict[str, str], codes_of: dict[str, Optional[list[str]]]) -> None:
