@@ -11,7 +11,6 @@ files' data. An unusable file is one finding; nothing here raises on bad data.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -29,6 +28,7 @@ from .model import Study
 from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
+from .rules.supersede import supersede
 
 
 class CheckStage(Protocol):
@@ -53,31 +53,18 @@ CHECK_STAGES: tuple[tuple[str, Callable[[Study, Optional[dt.date]], CheckStage]]
     ("fields", _fields_stage),
     ("rules", _rules_stage),
 )
-# Field findings that a rule reports with its own id (EC-18 ranges) give way to the rule's finding.
-SUPERSEDED_BY_RULES = frozenset({"FIELD-RANGE", "SOFT-LIMIT"})
 
 
 def build_stages(study: Study, names: Optional[Sequence[str]] = None, today: Optional[dt.date] = None) -> list[CheckStage]:
     return [factory(study, today) for name, factory in CHECK_STAGES if names is None or name in names]
 
 
-def _supersede(findings: list[Finding]) -> list[Finding]:
-    """A rule finding on the same field and severity as a field-stage range finding replaces it; it keeps
-    the rule's id (traceable to the specification) and takes the field finding's message, which names
-    the sheet and cell first."""
-    ours = {(f.visit, f.form, f.field, f.row, f.severity): f for f in findings if f.rule in SUPERSEDED_BY_RULES}
-    if not ours:
-        return findings
-    out: list[Finding] = []
-    replaced: set[tuple] = set()
-    for f in findings:
-        key = (f.visit, f.form, f.field, f.row, f.severity)
-        if f.field and key in ours and (f.rule.startswith("EC-") or f.rule.startswith("PD-")):
-            out.append(dataclasses.replace(f, message=ours[key].message, sheet=f.sheet or ours[key].sheet, cell=f.cell or ours[key].cell))
-            replaced.add(key)
-        else:
-            out.append(f)
-    return [f for f in out if not (f.rule in SUPERSEDED_BY_RULES and (f.visit, f.form, f.field, f.row, f.severity) in replaced)]
+def _policy(stages: Sequence[CheckStage]) -> dict[str, Any]:
+    """The supersession policy the stages declare (the rules' `supersedes`; crf.rules.supersede)."""
+    out: dict[str, Any] = {}
+    for stage in stages:
+        out.update(getattr(stage, "supersession_policy", {}))
+    return out
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -229,7 +216,7 @@ def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: 
                 display, "CHECK-FAILED", f"the {stage.name} checks stopped on this subject ({type(exc).__name__}: {str(exc)[:160]})",
                 "Report this to the data manager with the file; the other checks ran", severity=Severity.WARNING,
                 category="internal", site=read.record.site, subject=read.record.subject))
-    outcome.findings = _without_unreadable(study, read, _supersede(outcome.findings))
+    outcome.findings = _without_unreadable(study, read, supersede(outcome.findings, _policy(stages)))
     outcome.subject = summarise(study, read)
     for stage in stages:
         summary = getattr(stage, "summary", None)

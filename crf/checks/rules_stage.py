@@ -22,6 +22,7 @@ class RulesStage:
     def __init__(self, study: Study, today: Optional[dt.date] = None):
         self.ruleset = RuleSet.shared(study)  # `today` is passed per call: the shared set is not ours to change
         self.today = today
+        self.supersession_policy = self.ruleset.supersession_policy  # read by crf.validation after all stages ran
 
     def check(self, read: ReadSubject) -> Iterator[Finding]:
         yield from self.ruleset.check([read.record], today=self.today)

@@ -46,6 +46,10 @@ def render_markdown(ruleset: RuleSet) -> str:
         "  (per infusion, per visit, per medication row), whatever the number of queries. Where the spec ties them",
         "  (EC-36 over 10% gives PD-07) both are reported, each once: the query on the data, the deviation for the",
         "  deviation log. The *related* column links them.",
+        "- **One problem, one finding**: a rule lists under *Supersedes* the findings its own finding makes redundant",
+        "  (a structural code of the field checks, or another rule), on the same item unless a wider scope is given;",
+        "  those are dropped and the rule's message stays. A finding never hides a more severe one. Two checks of one",
+        "  rule on the same item and unit give one finding (the first that fails).",
         "- **Partial dates** (history, medications) compare conservatively: a check fires only when every date a",
         "  partial date could stand for breaks the rule (`earliest()`/`latest()`, `must_overlap()`); a check that",
         "  looks for a supporting record accepts one that may match (`may_overlap()`).",
@@ -76,6 +80,8 @@ def render_markdown(ruleset: RuleSet) -> str:
             out.append(f"ASSUMPTION: {r.assumption}")
         if r.note:
             out.append(f"Reading: {r.note}")
+        if r.supersedes:
+            out.append("Supersedes (one problem, one finding): " + "; ".join(s.describe() for s in r.supersedes) + ".")
         out.append("")
         if r.kind == "python":
             fn = PYTHON_RULES[r.function or ""]

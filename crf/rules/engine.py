@@ -34,9 +34,11 @@ from ..subject import Location, SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
 from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES, Hit, known_function_names
+from .supersede import Supersession, parse_entries
 
 SEVERITIES = {"error": Severity.ERROR, "query": Severity.QUERY, "major": Severity.MAJOR, "minor": Severity.MINOR}
 RULES_SCHEMA = META_DIR / "rules.schema.json"
+_STRUCTURAL = re.compile(r"^[A-Z]+(?:-[A-Z]+)+$")  # FIELD-REQUIRED ... (the catalogue of structural codes)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # functions whose first argument names a log or a form (its rows / instances become the inner frame)
 _ITERATING = {"count", "any_row", "no_row", "count_forms", "any_form", "no_form", "value_in"}
@@ -118,6 +120,7 @@ class Rule:
     function: Optional[str] = None
     params: Mapping[str, Any] = field(default_factory=dict)
     messages: Mapping[str, str] = field(default_factory=dict)
+    supersedes: tuple[Supersession, ...] = ()  # findings this rule's finding makes redundant (crf.rules.supersede)
 
     @property
     def is_deviation(self) -> bool:
@@ -158,6 +161,11 @@ class RuleSet:
             wanted = set(only)
             rules = [r for r in rules if r.id in wanted]
         return cls(study, rules, constants, today)
+
+    @property
+    def supersession_policy(self) -> dict[str, tuple[Supersession, ...]]:
+        """rule id -> what its findings supersede (the one-problem-one-finding policy of the study)."""
+        return {r.id: r.supersedes for r in self.rules if r.supersedes}
 
     def rule(self, rule_id: str) -> Rule:
         for r in self.rules:
@@ -236,8 +244,11 @@ class RuleSet:
                 yield self._broken(ctx, rule, exc)
 
     def _run_checks(self, ctx: SubjectContext, frame: Frame, rule: Rule, checks: list[Check]) -> Iterator[Finding]:
+        reported: set[str] = set()  # one finding per rule, unit and field: the first failing check says it
         for check in checks:
             if check.for_each.visits and frame.visit not in check.for_each.visits:
+                continue
+            if check.field and check.field in reported:
                 continue
             try:
                 if check._when is not None and not bool(check._when(frame)):
@@ -245,6 +256,7 @@ class RuleSet:
                 if not bool(check._fail(frame)):  # type: ignore[misc]
                     continue
                 values = {name: fn(frame) for name, fn in check._values}
+                reported.add(check.field)
                 yield self._finding(ctx, frame, rule, check, values)
             except Exception as exc:
                 yield self._broken(ctx, rule, exc, frame)
@@ -425,6 +437,15 @@ class _RuleLoader:
                 rule = self.build(rel, f"/rules/{i}", raw)
                 if rule is not None:
                     rules.append(rule)
+        ids = {r.id for r in rules}
+        for rel, doc in docs:
+            for i, raw in enumerate(doc.get("rules", [])):
+                for j, entry in enumerate(raw.get("supersedes", [])):
+                    target = entry if isinstance(entry, str) else entry.get("finding", "")
+                    if target not in ids and not _STRUCTURAL.match(target):
+                        self.problem(rel, f"/rules/{i}/supersedes/{j}", f"rule {raw['id']}: supersedes {target!r}, which is neither a rule id nor a finding code")
+                    elif target == raw["id"]:
+                        self.problem(rel, f"/rules/{i}/supersedes/{j}", f"rule {raw['id']} cannot supersede itself")
         if self.problems:
             raise StudyDefinitionError(folder, self.problems)
         return sorted(rules, key=_rule_order), constants
@@ -455,7 +476,7 @@ class _RuleLoader:
             message=raw.get("message", ""), kind=raw["kind"], source=f"{file}#{ptr}", assumption=raw.get("assumption"),
             note=raw.get("note"), related=tuple(raw.get("related", [])), checks=tuple(checks),
             first_match=bool(raw.get("first_match")), function=raw.get("function"), params=raw.get("params", {}),
-            messages=raw.get("messages", {}),
+            messages=raw.get("messages", {}), supersedes=tuple(parse_entries(raw.get("supersedes", ()))),
         )
 
     def build_check(self, file: str, ptr: str, rule: dict[str, Any], spec: dict[str, Any], index: int, default: Severity) -> Optional[Check]:

@@ -500,6 +500,10 @@ def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
                           values={"abnormal": ", ".join(abnormal)})
 
 
+def _title(visit: Any, instance: str) -> str:
+    return visit.form(instance).title if visit.has(instance) else instance
+
+
 @python_rule("procedures_before_consent")
 def procedures_before_consent(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """Study procedures dated before consent. params: consent (VISIT.FORM.ITEM), dates ({form id: date
@@ -516,11 +520,13 @@ def procedures_before_consent(ctx: "SubjectContext", rule: "Rule") -> Iterator[H
                 per_visit.setdefault(frame.visit or "", []).append((frame.instance or "", item, d))
     for visit_id in (v.id for v in ctx.study.visits if v.id in per_visit):
         found = per_visit[visit_id]
-        label = ctx.layout.visits[visit_id].label
+        visit = ctx.layout.visits[visit_id]
+        label = visit.label
         if params.get("per", "form") == "visit":
-            instance, item, d = min(found, key=lambda t: t[2])
+            instance, item, d = min(found, key=lambda t: t[2])  # ties: the visit date first (params order)
+            forms = ", ".join(f"{_title(visit, i)} {dd.isoformat()}" for i, _, dd in found)
             yield Hit(visit_id, instance, item, value=d.isoformat(), values={
-                "label": label, "consent": consent, "first": d, "forms": ", ".join(f"{i} ({dd.isoformat()})" for i, _, dd in found)})
+                "label": label, "consent": consent, "first": d, "forms": forms, "count": len(found)})
         else:
             for instance, item, d in found:
                 yield Hit(visit_id, instance, item, value=d.isoformat(), values={"label": label, "consent": consent, "date": d, "form": instance})
