@@ -54,6 +54,17 @@ def test_validate_writes_xsd_valid_clinical_data_with_every_value_read(tmp_path,
     assert any("EC-19" in c.text for c in sysbp.findall("odm:Annotation/odm:Comment", NS))
     ae_rows = root.findall(".//odm:SubjectData[@SubjectKey='01-901']//odm:FormData[@FormOID='F.LOG.AE']/odm:ItemGroupData", NS)
     assert [g.get("ItemGroupRepeatKey") for g in ae_rows] == [str(n) for n in range(1, len(docs["01-901"]["logs"].get("AE", [])) + 1)]
+    # odmlib reads it back and every OID reference (ClinicalData to metadata) resolves
+    odmlib_loader = pytest.importorskip("odmlib.loader")
+    from odmlib import odm_loader
+    from odmlib.oid_generator import create_oid_checker
+
+    loader = odmlib_loader.ODMLoader(odm_loader.XMLODMLoader(model_package="odm_1_3_2", ns_uri=ODM_NS))
+    loader.open_odm_document(str(out))
+    odm = loader.load_odm()
+    checker = create_oid_checker("odm_1_3_2")
+    odm.verify_oids(checker)
+    assert checker.check_oid_refs() and len(odm.ClinicalData[0].SubjectData) == 2
     # the same run twice: the same bytes
     again = tmp_path / "again.xml"
     subprocess.run([sys.executable, str(ROOT / "validate.py"), str(returned), "--format", "odm", "--output", str(again), "--today", "2026-11-25"],

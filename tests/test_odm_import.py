@@ -200,3 +200,13 @@ def test_round_trip_of_the_shipped_study_through_odm_keeps_every_visit_form_item
     # the checks are the same where they can be: derived items, conditions and soft limits all came back
     assert sum(1 for *_, it in back.iter_fields() if it.derived) == sum(1 for *_, it in study.iter_fields() if it.derived) > 10
     assert sum(1 for *_, it in back.iter_fields() if it.condition) == sum(1 for *_, it in study.iter_fields() if it.condition) > 10
+
+
+def test_round_trip_of_the_mini_study_through_odm(mini_study, tmp_path):
+    source = tmp_path / "mini.xml"
+    source.write_bytes(study_to_odm(mini_study))
+    back = write_study(read_odm(source), tmp_path / "back")
+    assert [(v.id, v.day, v.window, [(i.name, [_fields(it) for it in i.items]) for i in v.forms]) for v in back.visits] == \
+           [(v.id, v.day, v.window, [(i.name, [_fields(it) for it in i.items]) for i in v.forms]) for v in mini_study.visits]
+    assert [(lg.id, lg.rows, [_fields(it) for it in lg.form.items]) for lg in back.logs] == \
+           [(lg.id, lg.rows, [_fields(it) for it in lg.form.items]) for lg in mini_study.logs]
