@@ -244,20 +244,36 @@ def _print_notes(notes: list) -> None:
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Study folder to create, e.g. schemas/my-study (must not exist).")
 @click.option("--xsd", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Refuse the file unless it is valid against this XML Schema (e.g. ODM1-3-2.xsd).")
-def import_odm(source: Path, out: Path, xsd: Optional[Path]) -> None:
+@click.option("--subjects", "subjects_out", type=click.Path(file_okay=False, path_type=Path),
+              help="Also convert the file's ClinicalData into subject documents (JSON, one per subject) in this folder, for validate.py.")
+def import_odm(source: Path, out: Path, xsd: Optional[Path], subjects_out: Optional[Path]) -> None:
     """Import a CDISC ODM 1.3/1.3.1/1.3.2 metadata file as a study definition folder.
 
-    Example: python build_crf.py import odm study.xml --out schemas/my-study
+    Example: python build_crf.py import odm study.xml --out schemas/my-study --subjects out/my-study-data
     """
-    from .interop.odm_import import read_odm
+    from .interop.odm_import import clinical_to_documents, read_odm_with_maps
     from .interop.studywriter import ImportRefused
 
     try:
-        draft = read_odm(source, xsd=xsd)
+        draft, maps = read_odm_with_maps(source, xsd=xsd)
     except ImportRefused as exc:
         _print_notes(exc.notes)
         raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")
     _write_imported(draft, out)
+    if subjects_out is not None:
+        docs, notes = clinical_to_documents(source, maps, load_study(out))
+        _print_notes(notes)
+        _write_documents(docs, subjects_out, out)
+
+
+def _write_documents(docs: list, folder: Path, study_dir: Path) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in docs:
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in doc["subject"]) or "subject"
+        (folder / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    click.echo(f"{len(docs)} subject document(s) in {folder}: python validate.py {folder} --study {study_dir}")
 
 
 @import_.command("redcap")
@@ -275,8 +291,6 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
 
     Example: python build_crf.py import redcap dictionary.csv --out schemas/my-study --subjects out/my-study-records
     """
-    import json
-
     from .interop.redcap import read_redcap, records_to_documents
     from .interop.studywriter import ImportRefused
 
@@ -292,11 +306,7 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
             raise click.UsageError("--subjects needs the records export: give --records FILE")
         docs, notes = records_to_documents(imported, load_study(out), records)
         _print_notes(notes)
-        subjects_out.mkdir(parents=True, exist_ok=True)
-        for doc in docs:
-            name = "".join(c if c.isalnum() or c in "-_" else "_" for c in doc["subject"])
-            (subjects_out / f"{name}.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        click.echo(f"{len(docs)} subject document(s) in {subjects_out}: python validate.py {subjects_out} --study {out}")
+        _write_documents(docs, subjects_out, out)
 
 
 # -- validate ----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The file holds the study's metadata (as `build_crf.py odm` writes it) and one SubjectData per subject of the
 files the run read: StudyEventData per visit, FormData per form instance, ItemGroupData (log rows with their
 repeat key, from 1) and ItemData with the values as read. Multi-select values are the codes separated by
-spaces. The run's findings travel as Annotations: on the ItemData they are about, else on the SubjectData,
+"|" (codes may hold spaces). The run's findings travel as Annotations: on the ItemData they are about, else on the SubjectData,
 their Comment being the severity, rule, message and finding id. Deterministic like every report.
 """
 from __future__ import annotations
@@ -21,9 +21,12 @@ from . import odm as o
 from .odm_export import LOGS_EVENT_OID, _el, _num, item_oid, log_form_oid, metadata_tree, serialise, visit_oid
 
 
+MULTI_SEPARATOR = "|"
+
+
 def _value(item: Item, value: Any) -> str:
-    if isinstance(value, list):
-        return " ".join(_value(item, v) for v in value)
+    if isinstance(value, list):  # codes may hold spaces (OPTIC NEURITIS): "|" separates them
+        return MULTI_SEPARATOR.join(_value(item, v) for v in value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):

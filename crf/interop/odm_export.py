@@ -110,7 +110,7 @@ def _length(item: Item) -> Optional[int]:
         return item.max_length
     if item.codelist is not None:
         width = max(len(str(c.code)) for c in item.codelist.codes)
-        if item.kind is ItemKind.MULTI_CHOICE:  # codes separated by spaces (docs/interop.md)
+        if item.kind is ItemKind.MULTI_CHOICE:  # codes separated by "|" (docs/interop.md)
             return sum(len(str(c.code)) + 1 for c in item.codelist.codes)
         return width
     if item.is_number:

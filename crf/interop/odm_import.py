@@ -19,6 +19,7 @@ from lxml import etree
 
 from .. import expressions
 from ..loader import _code_key
+from ..model import Study
 from . import odm as o
 from .studywriter import DraftForm, DraftInstance, DraftLog, DraftStudy, DraftVisit, ImportRefused, Note, identifier
 
@@ -445,6 +446,7 @@ class _Importer:
         return "NOT SUBMITTED"
 
     item_domains: dict[str, str] = field(default_factory=dict)
+    maps: "OdmMaps" = field(default_factory=lambda: OdmMaps())
     sdtm_unplaced: list[str] = field(default_factory=list)
 
     # -- schedule: events, forms, item groups --------------------------------------------
@@ -495,12 +497,14 @@ class _Importer:
                 inst = self.instance(form_def, base_forms, names, visit_id)
                 if inst is not None:
                     instances.append(inst)
+                    self.maps.instances[(event.get("OID", ""), form_def.get("OID", ""))] = (inst.name, inst.form)
             if not instances:
                 self.note("dropped", event, f"event {event.get('OID')} ({event.get('Name')}) collects no form with items; it was not imported")
                 continue
             week = aliases.get(o.ALIAS_WEEK)
             infusion = aliases.get(o.ALIAS_INFUSION)
             label = " ".join((event.get("Name") or visit_id).split()) or visit_id
+            self.maps.visits[event.get("OID", "")] = visit_id
             self.draft.visits.append(DraftVisit(visit_id, label, kind if kind in ("screening", "scheduled", "unscheduled") else "scheduled", day, instances,
                                                 week=int(week) if week else None, before=before, after=after, anchor=aliases.get(o.ALIAS_ANCHOR),
                                                 assumption=aliases.get(o.ALIAS_WINDOW_ASSUMPTION),
@@ -746,6 +750,7 @@ class _Importer:
         log = DraftLog(log_id, title, form.id, DEFAULT_LOG_ROWS)
         self.draft.logs.append(log)
         self.logs_by_group[goid] = log
+        self.maps.logs[goid] = (log.id, form.id)
         self.note("approximate", group, f"repeating item group {goid} ({title}) of form {form_def.get('OID')} becomes running log {log_id} with {DEFAULT_LOG_ROWS} rows; its rows are not tied to a visit")
 
     def our_base_form(self, form_id: str, base_forms: dict[str, list[etree._Element]]) -> tuple[DraftForm, dict[str, str]]:
@@ -812,6 +817,8 @@ class _Importer:
         form, _ = self.our_base_form(aliases[o.ALIAS_FORM], base_forms)
         self.draft.logs.append(DraftLog(aliases[o.ALIAS_LOG], form_def.get("Name") or aliases[o.ALIAS_LOG], form.id,
                                         int(aliases.get(o.ALIAS_ROWS, DEFAULT_LOG_ROWS)), aliases.get("open-ecrf:log-starts")))
+        for gref in _children(form_def, "ItemGroupRef"):
+            self.maps.logs[gref.get("ItemGroupOID", "")] = (aliases[o.ALIAS_LOG], form.id)
 
 
 def _with(node: etree._Element, **attrs: str) -> etree._Element:
@@ -834,8 +841,22 @@ def _inside(value: float, hard: dict[str, float]) -> bool:
     return True
 
 
+@dataclass
+class OdmMaps:
+    """Where the source's OIDs went: what turns the file's ClinicalData into subject documents."""
+
+    visits: dict[str, str] = field(default_factory=dict)  # StudyEventOID -> visit id
+    instances: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (StudyEventOID, FormOID) -> (instance, form id)
+    logs: dict[str, tuple[str, str]] = field(default_factory=dict)  # ItemGroupOID of a repeating group -> (log id, form id)
+    items: dict[str, dict[str, str]] = field(default_factory=dict)  # form id -> ItemOID -> item id
+
+
 def read_odm(path: Path, xsd: Optional[Path] = None) -> DraftStudy:
     """Read an ODM metadata file into a draft study; raise ImportRefused (located notes) when it cannot be."""
+    return read_odm_with_maps(path, xsd)[0]
+
+
+def read_odm_with_maps(path: Path, xsd: Optional[Path] = None) -> tuple[DraftStudy, OdmMaps]:
     path = Path(path)
     try:
         tree = o.parse_untrusted(path)
@@ -846,4 +867,92 @@ def read_odm(path: Path, xsd: Optional[Path] = None) -> DraftStudy:
         if errors:
             raise ImportRefused([Note("refused", f"{path}, {e.split(':', 1)[0]}", f"not valid against {xsd.name}: {e.split(':', 1)[1].strip()}") for e in errors])
     importer = _Importer(path, str(path), tree)
-    return importer.read()
+    draft = importer.read()
+    importer.maps.items = {f.id: dict(f.source_ids) for f in draft.forms.values()}
+    return draft, importer.maps
+
+
+def clinical_to_documents(path: Path, maps: OdmMaps, study: Study) -> tuple[list[dict[str, Any]], list[Note]]:
+    """The file's ClinicalData -> one subject document per SubjectData (crf.subject's JSON form), with notes."""
+    tree = o.parse_untrusted(Path(path))
+    display = str(path)
+    notes: list[Note] = []
+    docs: list[dict[str, Any]] = []
+    forms = {f.id: f for f in study.forms()}
+    skipped: Counter[str] = Counter()
+
+    def where(node: etree._Element) -> str:
+        return f"{display}, line {node.sourceline}"
+
+    for clinical in tree.getroot().iter(o.odm("ClinicalData")):
+        for subject in _children(clinical, "SubjectData"):
+            site_ref = subject.find(o.odm("SiteRef"))
+            doc: dict[str, Any] = {"study": study.id, "form_version": study.form_version, "definition_hash": study.definition_hash,
+                                   "site": site_ref.get("LocationOID", "") if site_ref is not None else "", "subject": subject.get("SubjectKey", ""),
+                                   "visits": {}, "logs": {}}
+            for event in _children(subject, "StudyEventData"):
+                event_oid = event.get("StudyEventOID", "")
+                visit_id = maps.visits.get(event_oid)
+                if event.get("StudyEventRepeatKey") not in (None, "", "1") and visit_id is not None:
+                    skipped["a repeat of an event (repeat key > 1): visits are collected once here"] += 1
+                    continue
+                for form_data in _children(event, "FormData"):
+                    target = maps.instances.get((event_oid, form_data.get("FormOID", "")))
+                    for group in _children(form_data, "ItemGroupData"):
+                        log = maps.logs.get(group.get("ItemGroupOID", ""))
+                        form_id = log[1] if log else (target[1] if target else None)
+                        if form_id is None or (log is None and visit_id is None):
+                            skipped[f"data of event {event_oid} / form {form_data.get('FormOID')}, which the study does not collect"] += 1
+                            continue
+                        values = _item_values(group, forms[form_id], maps.items.get(form_id, {}), skipped)
+                        if not values:
+                            continue
+                        if log:
+                            doc["logs"].setdefault(log[0], []).append(values)
+                        else:
+                            doc["visits"].setdefault(visit_id, {}).setdefault(target[0], {}).update(values)  # type: ignore[index]
+            docs.append(doc)
+    for what, count in sorted(skipped.items()):
+        notes.append(Note("dropped", display, f"{count} x {what}"))
+    return docs, notes
+
+
+def _item_values(group: etree._Element, form: Any, ids: dict[str, str], skipped: Counter[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for data in _children(group, "ItemData"):
+        item_id = ids.get(data.get("ItemOID", ""))
+        if item_id is None or not form.has(item_id):
+            skipped[f"value of item {data.get('ItemOID')}, which the form does not have"] += 1
+            continue
+        text = data.get("Value")
+        if text is None or data.get("IsNull") == "Yes" or text.strip() == "":
+            continue
+        item = form.item(item_id)
+        values[item_id] = _typed_value(item, text.strip())
+    return values
+
+
+def _typed_value(item: Any, text: str) -> Any:
+    from ..model import ItemKind
+
+    def one(t: str) -> Any:
+        if item.codelist is not None:
+            for code in item.codelist.values:
+                if _code_key(code) == t or str(code) == t:
+                    return code
+            if t in ("true", "false") and {_code_key(c) for c in item.codelist.values} == {"1", "0"}:
+                return 1 if t == "true" else 0
+            if item.value_type in ("integer", "number") and _number(t) is not None:
+                return _number(t)  # not one of the codes: the validator says so (FIELD-CHOICE), at its field
+            return t
+        if item.kind is ItemKind.INTEGER:
+            return int(t) if re.fullmatch(r"-?\d+", t) else t
+        if item.kind is ItemKind.DECIMAL:
+            return float(t) if re.fullmatch(r"-?\d+(\.\d*)?|-?\.\d+", t) else t
+        if item.kind is ItemKind.TIME and re.fullmatch(r"\d{2}:\d{2}:\d{2}", t):
+            return t[:5]
+        return t
+
+    if item.kind is ItemKind.MULTI_CHOICE:  # as validate.py --format odm writes them (crf.interop.odm_clinical)
+        return [one(t.strip()) for t in text.split("|") if t.strip()]
+    return one(text)
