@@ -111,3 +111,25 @@ def test_round_trip_through_redcap_keeps_what_redcap_expresses_and_every_loss_is
                     if got is None or (got.low, got.high) != (limits.low, limits.high):
                         problems.append((where, "limits"))
     assert compared > 1000 and problems == []
+
+
+@pytest.mark.libreoffice
+def test_the_dictionary_survives_a_libreoffice_open_and_save(exported, tmp_path):
+    """Data managers edit dictionaries in a spreadsheet: LibreOffice opens the CSV (UTF-8, BOM) and saves it again;
+    every cell reads back the same (no code turned into a number, no label mangled)."""
+    import shutil
+
+    soffice = shutil.which("soffice") or shutil.which("libreoffice")
+    if soffice is None:
+        pytest.skip("LibreOffice is not installed (make test installs it)")
+    folder, names = exported
+    source = tmp_path / "dictionary.csv"
+    source.write_bytes((folder / names["dictionary"]).read_bytes())
+    out = tmp_path / "saved"
+    run = subprocess.run([soffice, "--headless", "--norestore", f"-env:UserInstallation=file://{tmp_path / 'profile'}",
+                          "--infilter=CSV:44,34,76,1", "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false",
+                          "--outdir", str(out), str(source)], capture_output=True, text=True, timeout=180)
+    assert (out / "dictionary.csv").is_file(), run.stderr
+    before, _ = read_dictionary(source)
+    after, _ = read_dictionary(out / "dictionary.csv")
+    assert [f.__dict__ for f in after.fields] == [f.__dict__ for f in before.fields]
