@@ -19,8 +19,9 @@ from lxml import etree
 
 from .. import expressions
 from ..loader import _code_key
-from ..model import Study
+from ..model import ItemKind, Study
 from . import odm as o
+from .redcap import translate_branching
 from .studywriter import DraftForm, DraftInstance, DraftLog, DraftStudy, DraftVisit, ImportRefused, Note, identifier
 
 ODM2_NS = "http://www.cdisc.org/ns/odm/v2.0"
@@ -102,6 +103,10 @@ class _Importer:
     items: dict[str, _Item] = field(default_factory=dict)
     codelist_ids: dict[str, str] = field(default_factory=dict)  # CodeList OID -> draft id
     units: dict[str, str] = field(default_factory=dict)
+    early_notes: list[Note] = field(default_factory=list)  # notes made before the draft study exists
+    item_domains: dict[str, str] = field(default_factory=dict)  # ItemOID -> its item group's SDTM domain
+    sdtm_unplaced: list[str] = field(default_factory=list)
+    maps: "OdmMaps" = field(default_factory=lambda: OdmMaps())
 
     def where(self, node: Optional[etree._Element]) -> str:
         return f"{self.display}, line {node.sourceline}" if node is not None and node.sourceline else self.display
@@ -237,8 +242,6 @@ class _Importer:
             for node in _children(mdv, tag):
                 self.note("dropped", node, f"{tag} {node.get('OID')} is not imported")
         return self.draft
-
-    early_notes: list[Note] = field(default_factory=list)
 
     def check_global_variables(self, gv: Optional[etree._Element], study: etree._Element) -> None:
         """The one place the importer reads fixed element names: say clearly when they are misspelt."""
@@ -445,10 +448,6 @@ class _Importer:
             self.sdtm_unplaced.append(f"{node.get('OID')} ({text})")
         return "NOT SUBMITTED"
 
-    item_domains: dict[str, str] = field(default_factory=dict)
-    maps: "OdmMaps" = field(default_factory=lambda: OdmMaps())
-    sdtm_unplaced: list[str] = field(default_factory=list)
-
     # -- schedule: events, forms, item groups --------------------------------------------
     def read_schedule(self, mdv: etree._Element) -> None:
         protocol = mdv.find(o.odm("Protocol"))
@@ -590,8 +589,6 @@ class _Importer:
 
     def redcap_branching(self, form: DraftForm, pairs: list[tuple[_Item, etree._Element]], oid_to_id: dict[str, str]) -> None:
         """REDCap's ODM keeps branching logic only as redcap:BranchingLogic: translate it as a dictionary import would."""
-        from .redcap import translate_branching
-
         by_variable = {item.redcap_variable: oid_to_id[item.oid] for item, _ in pairs if item.redcap_variable}
         if not any(item.redcap_branching for item, _ in pairs):
             return
@@ -775,12 +772,15 @@ class _Importer:
             if oid not in refs:
                 continue
             iref_list = refs[oid]
-            # a base requirement holds in every instance; a requirement of some instances only is the instance's own
-            chosen = next((r for r in iref_list if r.get("CollectionExceptionConditionOID")), iref_list[0])
-            if all(r.get("Mandatory") == "Yes" for r in iref_list) and not any(r.get("CollectionExceptionConditionOID") for r in iref_list):
+            # The form's own condition is on some instance's ItemRef; an item mandatory (without condition) in every
+            # instance is required by the form; mandatory in some instances only, it is those instances' requirement.
+            conditional = next((r for r in iref_list if r.get("CollectionExceptionConditionOID")), None)
+            if conditional is not None:
+                chosen = conditional
+            elif all(r.get("Mandatory") == "Yes" for r in iref_list):
                 chosen = iref_list[0]
-            elif chosen.get("Mandatory") == "Yes" and not chosen.get("CollectionExceptionConditionOID"):
-                chosen = _with(chosen, Mandatory="No")
+            else:
+                chosen = _with(iref_list[0], Mandatory="No")
             pairs.append((self.items[oid], chosen))
         title = group.get("Name") if group is not None else first.get("Name")
         form = self.build_form(form_id, title or form_id, pairs, first, description=_text(first, "Description"),
@@ -933,8 +933,6 @@ def _item_values(group: etree._Element, form: Any, ids: dict[str, str], skipped:
 
 
 def _typed_value(item: Any, text: str) -> Any:
-    from ..model import ItemKind
-
     def one(t: str) -> Any:
         if item.codelist is not None:
             for code in item.codelist.values:
