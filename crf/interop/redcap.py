@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from .. import expressions
 from ..loader import _code_key
-from ..model import ItemKind, Study
+from ..model import Study
 from .studywriter import DraftForm, DraftInstance, DraftLog, DraftStudy, DraftVisit, ImportRefused, Note, identifier
 
 COLUMNS = ("field_name", "form_name", "section_header", "field_type", "field_label", "select_choices_or_calculations",
@@ -820,6 +820,3 @@ def _typed(raw: str, kind: str) -> Any:
         return raw  # the validator reports it, at its field
     return raw
 
-
-__all__ = ["read_dictionary", "read_redcap", "records_to_documents", "parse_choices", "translate_branching", "translate_calculation",
-           "RedcapImport", "ItemKind"]
