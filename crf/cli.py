@@ -413,3 +413,31 @@ def rules_doc(study_dir: Path, out_file: Path, check_only: bool) -> None:
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(text, encoding="utf-8")
     click.echo(f"{len(ruleset.rules)} rules written to {out_file}")
+
+
+DEFAULT_REPORT_DOC = Path(__file__).resolve().parent.parent / "docs" / "report-format.md"
+
+
+@build.command("codes-doc")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_REPORT_DOC,
+              show_default="docs/report-format.md", help="Markdown file whose table of finding codes is rewritten.")
+@click.option("--check", "check_only", is_flag=True, help="Do not write: exit 1 if the table differs from the catalogue.")
+def codes_doc(out_file: Path, check_only: bool) -> None:
+    """Write the table of structural finding codes (severity, category, when, what to do) from crf/catalogue.py.
+
+    Example: python build_crf.py codes-doc --check
+    """
+    from .catalogue import CODES, with_table
+
+    current = out_file.read_text(encoding="utf-8") if out_file.is_file() else ""
+    try:
+        text = with_table(current)
+    except ValueError as exc:
+        raise click.ClickException(f"{out_file}: {exc}")
+    if check_only:
+        if current != text:
+            raise click.ClickException(f"{out_file} is out of date: run python build_crf.py codes-doc")
+        click.echo(f"{out_file} is up to date ({len(CODES)} codes)")
+        return
+    out_file.write_text(text, encoding="utf-8")
+    click.echo(f"{len(CODES)} finding codes written to {out_file}")

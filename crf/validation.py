@@ -22,7 +22,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequen
 from . import __version__
 from .checks.fields import FieldChecks
 from .fieldmap import iter_fields
+from .catalogue import code, problem_text
 from .findings import Finding, Severity
+from .messages import render
 from .loader import load_study
 from .model import Study
 from .readers import discover, read_file
@@ -213,9 +215,8 @@ def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: 
             outcome.findings.extend(stage.check(read))
         except Exception as exc:  # a bug in a stage must not hide the other files' findings
             outcome.findings.append(file_finding(
-                display, "CHECK-FAILED", f"the {stage.name} checks stopped on this subject ({type(exc).__name__}: {str(exc)[:160]})",
-                "Report this to the data manager with the file; the other checks ran", severity=Severity.WARNING,
-                category="internal", site=read.record.site, subject=read.record.subject))
+                display, "CHECK-FAILED", problem_text("CHECK-FAILED", stage=stage.name, detail=f"{type(exc).__name__}: {str(exc)[:160]}"),
+                site=read.record.site, subject=read.record.subject))
     outcome.findings = _without_unreadable(study, read, supersede(outcome.findings, _policy(stages)))
     outcome.subject = summarise(study, read)
     for stage in stages:
@@ -355,10 +356,10 @@ def _duplicates(outcomes: list[FileOutcome]) -> Iterator[Finding]:
         names = [o.file for o in group]
         same = len({o.sha256 for o in group}) == 1
         detail = "identical copies" if same else "with different contents"
+        entry = code("DUPLICATE-SUBJECT")
         yield Finding(
-            rule="DUPLICATE-SUBJECT", severity=Severity.ERROR, category="identity", subject=subject, site=site, file=names[0],
-            message=(f"Subject {subject} (site {site}) is in {len(group)} files, {detail}: " + ", ".join(names) +
-                     ". Keep one workbook per subject: send only the current one and tell the data manager which to use."),
+            rule=entry.code, severity=entry.severity, category=entry.category, subject=subject, site=site, file=names[0],
+            message=render("", problem_text(entry.code, subject=subject, site=site, count=len(group), detail=detail, files=", ".join(names)), entry.fix),
             value=names, expected="one file per subject")
 
 

@@ -378,7 +378,7 @@ def test_findings_carry_location_and_row(ruleset):
     rec.locations["/logs/AE/0/AEENDAT"] = Location("01-001.xlsx", "AE log", "F7")
     [f] = rules_fired(ruleset, rec)["EC-45"]
     assert (f.form, f.row, f.field, f.file, f.sheet, f.cell, f.category) == ("AE", 1, "AEENDAT", "01-001.xlsx", "AE log", "F7", "safety reporting")
-    assert "AE log row 1" in f.message
+    assert f.message.startswith("Adverse events log, row 1, sheet 'AE log', cell F7 (")
 
 
 def test_records_of_one_subject_are_merged(ruleset):

@@ -142,7 +142,7 @@ def test_messages_read_location_first_then_problem_then_fix(study, good_workbook
     data = set_text(good_workbook, "F_V3__VS_PRE__WEIGHT", "seventy")
     result = _run(study, [_write(tmp_path, "w.xlsx", data)])
     (f,) = [f for f in result.findings if f.rule == "NOT-A-NUMBER"]
-    assert f.message.startswith("Visit V3 'Week 4 (Day 28), infusion 3', sheet 'V3 Day 28', cell D")
+    assert f.message.startswith("Visit V3 'Week 4 (Day 28), infusion 3', form 'Vital signs and weight: pre-infusion', sheet 'V3 Day 28', cell D")
     assert "(Weight): 'seventy' is not a number. Enter the number in kg" in f.message
     assert (f.sheet, f.visit, f.form, f.field, f.value) == ("V3 Day 28", "V3", "VS_PRE", "WEIGHT", "seventy")
     # nothing else is said about the same cell (no "required" on top)

@@ -14,7 +14,9 @@ from typing import Any, Iterator, Optional
 import jsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..findings import Finding, Severity
+from ..catalogue import code, problem_text
+from ..findings import Finding
+from ..messages import Locator, render
 from ..model import Item, ItemKind, Limits, Log, Study, Visit
 from ..readers.base import ReadSubject
 from ..readers.convert import ValueIssue, show_value
@@ -64,21 +66,6 @@ class _Where:
     container_label: str
     form_title: str
 
-    def describe(self) -> str:
-        parts = [self.container_label]
-        if self.location.sheet:
-            parts.append(f"sheet '{self.location.sheet}'")
-            if self.item is None and self.form and self.row is None:
-                parts.append(f"form '{self.form_title}'" + (f" (from cell {self.location.cell})" if self.location.cell else ""))
-            elif self.location.cell:
-                parts.append(f"cell {self.location.cell}")
-        elif self.form and self.row is None:
-            parts.append(f"form '{self.form_title}'")
-        text = ", ".join(parts)
-        if self.item is not None:
-            text += f" ({self.item.question})"
-        return text
-
 
 class FieldChecks:
     """The field-check stage; build once per study, then `check` each subject."""
@@ -96,6 +83,7 @@ class FieldChecks:
             self._fast[uri] = compile_schema(registry, uri, checker)
         self._visits = {v.id: v for v in study.visits}
         self._logs = {lg.id: lg for lg in study.logs}
+        self.locator = Locator(study)
 
     # -- public -------------------------------------------------------------------------
     def check(self, read: ReadSubject) -> Iterator[Finding]:
@@ -164,15 +152,17 @@ class FieldChecks:
                             Location(record.source or "?"))
             location = Location(location.file, location.sheet)
         label = f"{log.label} log" + (f", row {row}" if row is not None else "")
-        return _Where(log.id, log.form.id, item, row, location, label, log.form.title)
+        return _Where("", log.id, item, row, location, label, log.form.title)
 
     # -- findings -------------------------------------------------------------------------
-    def _finding(self, record: SubjectRecord, where: _Where, rule: str, severity: Severity, category: str,
-                 problem: str, fix: str, value: Any = None, expected: str = "", extra_key: str = "") -> Finding:
-        if fix and fix[-1] not in ".!?":
-            fix += "."
+    def _finding(self, record: SubjectRecord, where: _Where, rule: str, problem: str, fix: str = "", value: Any = None,
+                 expected: str = "", extra_key: str = "") -> Finding:
+        """A finding of a catalogued code (severity and category from crf.catalogue), its message in the one shape."""
+        entry = code(rule)
+        place = self.locator.place(where.visit, where.form, where.item.id if where.item else "", where.row,
+                                   where.location.sheet or "", where.location.cell or "", form_level=where.item is None)
         return Finding(
-            rule=rule, severity=severity, category=category, message=f"{where.describe()}: {problem}. {fix}",
+            rule=rule, severity=entry.severity, category=entry.category, message=render(place, problem, fix or entry.fix),
             subject=record.subject, site=record.site, visit=where.visit, form=where.form,
             field=where.item.id if where.item else "", row=where.row, file=where.location.file or (record.source or ""),
             sheet=where.location.sheet or "", cell=where.location.cell or "", value=_report_value(value), expected=expected,
@@ -188,8 +178,7 @@ class FieldChecks:
                 where = self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
             else:
                 continue
-            category = "date" if issue.rule.startswith("DATE") else "format"
-            yield self._finding(record, where, issue.rule, Severity.ERROR, category, f"{show_value(issue.raw) if issue.rule != 'FORMULA-NO-VALUE' else 'the cell'} "
+            yield self._finding(record, where, issue.rule, f"{show_value(issue.raw) if issue.rule != 'FORMULA-NO-VALUE' else 'the cell'} "
                                 f"{_problem_tail(issue)}", issue.fix, value=issue.raw, expected=issue.expected)
 
     def _where_of(self, read: ReadSubject, path: str) -> Optional[_Where]:
@@ -207,8 +196,7 @@ class FieldChecks:
             if where is None:
                 continue
             sent, computed = _shown(d.item, d.sent), _shown(d.item, d.computed)
-            yield self._finding(read.record, where, "DERIVED-MISMATCH", Severity.ERROR, "derived",
-                                f"{sent} is recorded, but this item is calculated from the other answers and the calculation gives {computed}",
+            yield self._finding(read.record, where, "DERIVED-MISMATCH", problem_text("DERIVED-MISMATCH", sent=sent, computed=computed),
                                 "Do not type over a calculated cell: correct the answers it is calculated from, or clear the cell "
                                 "so that its formula is restored (ask the data manager for a fresh workbook if it is lost)",
                                 value=d.sent, expected=f"{computed} (calculated)")
@@ -236,8 +224,7 @@ class FieldChecks:
                     return
                 where = self._visit_where(record, visit, form, None)
                 where = _Where(where.visit, where.form, None, None, where.location, where.container_label, where.form_title)
-                yield self._finding(record, where, "FORM-MISSING", Severity.ERROR, "missing data",
-                                    f"the form '{where.form_title}' is blank, but it is required at this visit",
+                yield self._finding(record, where, "FORM-MISSING", problem_text("FORM-MISSING", form_title=where.form_title),
                                     "Fill it in, or tell the data manager why it was not done")
                 return
             form = str(path[0])
@@ -255,14 +242,14 @@ class FieldChecks:
         if item_id is None:
             if error.validator == "additionalProperties":
                 where = self._visit_where(record, visit, form, None)
-                yield self._finding(record, where, "FIELD-UNKNOWN", Severity.ERROR, "structure", error.message, "Remove items that are not on the form")
+                yield self._finding(record, where, "FIELD-UNKNOWN", error.message, "Remove items that are not on the form")
             elif error.validator in ("type",) and form not in self._visit_form_names(visit):
                 where = self._visit_where(record, visit, form, None)
-                yield self._finding(record, where, "FORM-UNKNOWN", Severity.ERROR, "structure", f"'{form}' is not a form of this visit",
+                yield self._finding(record, where, "FORM-UNKNOWN", problem_text("FORM-UNKNOWN", form=form),
                                     "Remove it, or put its data in the right visit")
             elif error.validator == "additionalProperties" or error.validator == "type":
                 where = self._visit_where(record, visit, form, None)
-                yield self._finding(record, where, "FIELD-TYPE", Severity.ERROR, "structure", error.message, "Fix the export")
+                yield self._finding(record, where, "FIELD-TYPE", error.message, "Fix the export")
             return
         field_path = f"/visits/{visit.id}/{form}/{item_id}"
         if self._skip(read, field_path, derived) or (form, item_id) in seen:
@@ -289,7 +276,7 @@ class FieldChecks:
             problem = error.message
             if error.validator == "maxItems":
                 problem = f"the log has {len(error.instance)} rows; at most {error.validator_value} are allowed"
-            yield self._finding(record, where, "LOG-STRUCTURE", Severity.ERROR, "structure", problem, "Tell the data manager")
+            yield self._finding(record, where, "LOG-STRUCTURE", problem, "Tell the data manager")
             return
         index = int(path[0])
         if error.validator in ("required", "dependentRequired") and len(path) == 1:
@@ -306,8 +293,7 @@ class FieldChecks:
         item_id = str(path[1]) if len(path) > 1 else None
         if item_id is None:
             where = self._log_where(read, log, index, None)
-            yield self._finding(record, where, "FIELD-UNKNOWN" if error.validator == "additionalProperties" else "LOG-STRUCTURE",
-                                Severity.ERROR, "structure", error.message, "Remove items that are not on the form")
+            yield self._finding(record, where, "FIELD-UNKNOWN" if error.validator == "additionalProperties" else "LOG-STRUCTURE", error.message, "Remove items that are not on the form")
             return
         field_path = f"/logs/{log.id}/{index}/{item_id}"
         if self._skip(read, field_path, derived) or (str(index), item_id) in seen:
@@ -328,8 +314,7 @@ class FieldChecks:
             shown = " or ".join(f"'{self._label(where, cond.item, v)}'" for v in cond.values)
             reason = f" because '{self._question(where, cond.item)}' is {shown}"
         fix = "Enter it" + (", or tell the data manager why it is not available" if not reason else "")
-        return self._finding(record, where, "FIELD-REQUIRED", Severity.ERROR, "missing data",
-                             f"this is blank but required{reason}", fix + ".", expected="a value")
+        return self._finding(record, where, "FIELD-REQUIRED", f"this is blank but required{reason}", fix + ".", expected="a value")
 
     def _question(self, where: _Where, item_id: str) -> str:
         form = self._form_of(where)
@@ -346,8 +331,8 @@ class FieldChecks:
     def _form_of(self, where: _Where) -> Any:
         if where.visit in self._visits and self._visits[where.visit].has(where.form):
             return self._visits[where.visit].form(where.form).form
-        if where.visit in self._logs:
-            return self._logs[where.visit].form
+        if where.row is not None and where.form in self._logs:
+            return self._logs[where.form].form
         return None
 
     def _value_error(self, record: SubjectRecord, where: _Where, error: jsonschema.ValidationError) -> Finding:
@@ -357,44 +342,41 @@ class FieldChecks:
         v = error.validator
         unit = f" {item.unit}" if item is not None and item.unit else ""
         if item is None:
-            return self._finding(record, where, "FIELD-UNKNOWN", Severity.ERROR, "structure", error.message,
+            return self._finding(record, where, "FIELD-UNKNOWN", error.message,
                                  "Remove items that are not on the form", value=value)
         if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            return self._finding(record, where, "FIELD-RANGE", Severity.ERROR, "range",
-                                 f"{shown}{unit} is impossible: the value must be {_range_text(item.hard, unit)}",
+            return self._finding(record, where, "FIELD-RANGE", problem_text("FIELD-RANGE", value=f"{shown}{unit}", limits=_range_text(item.hard, unit)),
                                  "Check the source document and correct the value", value=value, expected=_range_text(item.hard, unit))
         if v == "enum" or v == "const":
             choices = _choices(item)
-            return self._finding(record, where, "FIELD-CHOICE", Severity.ERROR, "format", f"{shown} is not one of the choices",
+            return self._finding(record, where, "FIELD-CHOICE", problem_text("FIELD-CHOICE", value=shown),
                                  f"Choose one of: {choices}" if choices else "Choose a value from the list", value=value,
                                  expected=choices or "a listed code")
         if v == "maxLength":
             length = len(value) if isinstance(value, str) else 0
-            return self._finding(record, where, "FIELD-TOO-LONG", Severity.ERROR, "format",
-                                 f"the text is {length:,} characters long; at most {error.validator_value} are allowed",
+            return self._finding(record, where, "FIELD-TOO-LONG", problem_text("FIELD-TOO-LONG", length=f"{length:,}", maximum=error.validator_value),
                                  "Shorten it (put details in the source document)", value=value, expected=f"at most {error.validator_value} characters")
         if v == "format":
             expected = {"date": "a date YYYY-MM-DD", "partial-date": "YYYY, YYYY-MM or YYYY-MM-DD", "time-hm": "a time HH:MM"}.get(
                 str(error.validator_value), str(error.validator_value))
             rule = "DATE-INVALID" if "date" in str(error.validator_value) else "TIME-INVALID"
-            return self._finding(record, where, rule, Severity.ERROR, "date" if rule == "DATE-INVALID" else "format",
-                                 f"{shown} is not a valid {'date' if rule == 'DATE-INVALID' else 'time'}", f"Enter {expected}",
+            return self._finding(record, where, rule, f"{shown} is not a valid {'date' if rule == 'DATE-INVALID' else 'time'}", f"Enter {expected}",
                                  value=value, expected=expected)
         if v == "type":
             expected = _type_text(item)
             rule = "NOT-A-NUMBER" if item.is_number else "FIELD-TYPE"
-            return self._finding(record, where, rule, Severity.ERROR, "format", f"{shown} is not {expected}",
+            return self._finding(record, where, rule, f"{shown} is not {expected}",
                                  f"Enter {expected}", value=value, expected=expected)
         if v == "minItems":
-            return self._finding(record, where, "FIELD-REQUIRED", Severity.ERROR, "missing data", "nothing is ticked",
+            return self._finding(record, where, "FIELD-REQUIRED", "nothing is ticked",
                                  "Tick at least one", value=value, expected="at least one choice")
         if v == "uniqueItems":
-            return self._finding(record, where, "FIELD-CHOICE", Severity.ERROR, "format", "a choice is given twice",
+            return self._finding(record, where, "FIELD-CHOICE", "a choice is given twice",
                                  "Give each choice once", value=value)
         if v == "pattern":
-            return self._finding(record, where, "FIELD-FORMAT", Severity.ERROR, "format", f"{shown} does not have the expected form",
+            return self._finding(record, where, "FIELD-FORMAT", f"{shown} does not have the expected form",
                                  f"Enter it as described on the form", value=value, expected=f"matching {error.validator_value}")
-        return self._finding(record, where, "FIELD-INVALID", Severity.ERROR, "format", f"{shown}: {error.message}",
+        return self._finding(record, where, "FIELD-INVALID", f"{shown}: {error.message}",
                              "Correct the value", value=value)
 
     # -- soft limits ----------------------------------------------------------------------
@@ -424,8 +406,7 @@ class FieldChecks:
         assert item.soft is not None
         expected = _range_text(item.soft, unit)
         note = f" {item.soft_message}" if item.soft_message else ""
-        return self._finding(record, where, "SOFT-LIMIT", Severity.QUERY, "range",
-                             f"{_num(value)}{unit} is unusual (expected {expected})",
+        return self._finding(record, where, "SOFT-LIMIT", problem_text("SOFT-LIMIT", value=f"{_num(value)}{unit}", limits=expected),
                              f"Confirm it against the source document, or correct it.{note}".rstrip("."),
                              value=value, expected=expected)
 

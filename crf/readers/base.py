@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..catalogue import code
 from ..findings import Finding, Severity
+from ..messages import file_place, render
 from ..subject import SubjectRecord
 from .convert import ValueIssue
 
@@ -38,24 +40,23 @@ class Unusable(Exception):
     """The file cannot be checked at all; becomes exactly one finding naming it."""
 
     def __init__(self, rule: str, problem: str, fix: str, sheet: str = "", cell: str = "",
-                 severity: Severity = Severity.ERROR, category: str = "file", site: str = "", subject: str = ""):
+                 severity: Optional[Severity] = None, category: Optional[str] = None, site: str = "", subject: str = ""):
         super().__init__(problem)
         self.rule, self.problem, self.fix = rule, problem, fix
         self.sheet, self.cell, self.severity, self.category = sheet, cell, severity, category
         self.site, self.subject = site, subject
 
 
-def file_finding(file: str, rule: str, problem: str, fix: str, severity: Severity = Severity.ERROR,
-                 category: str = "file", sheet: str = "", cell: str = "", site: str = "", subject: str = "",
+def file_finding(file: str, rule: str, problem: str, fix: str = "", severity: Optional[Severity] = None,
+                 category: Optional[str] = None, sheet: str = "", cell: str = "", site: str = "", subject: str = "",
                  value: Any = None, expected: str = "", visit: str = "", form: str = "") -> Finding:
-    where = f"File {file}"
-    if sheet:
-        where += f", sheet '{sheet}'"
-    if cell:
-        where += f", cell {cell}"
-    if fix and fix[-1] not in ".!?":
-        fix += "."
-    return Finding(rule=rule, severity=severity, category=category, message=f"{where}: {problem}. {fix}",
+    """A finding about the file (or a sheet or cell of it): a catalogued code, its message in the one shape.
+
+    Severity, category and the fix default to the code's entry in crf.catalogue.
+    """
+    entry = code(rule)
+    return Finding(rule=rule, severity=severity or entry.severity, category=category or entry.category,
+                   message=render(file_place(file, sheet, cell), problem, fix or entry.fix),
                    subject=subject, site=site, visit=visit, form=form, file=file, sheet=sheet, cell=cell,
                    value=value, expected=expected)
 

@@ -29,6 +29,8 @@ from .. import defcache
 from ..expressions import BUILTINS, MISSING, Compiled, Expression, ExpressionError, compile_expression, parse
 from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
+from ..messages import Locator
+from ..messages import render as render_message
 from ..model import Item, Study, Visit
 from ..subject import Location, SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
@@ -136,6 +138,7 @@ class RuleSet:
         self.constants = dict(constants)
         self.today = today
         self.layout = StudyLayout.of(study)
+        self.locator = Locator(study)  # every message starts with where: visit or log row, form, sheet, cell, question
         self.functions = {**BUILTINS, **CONTEXT_FUNCTIONS}
         self._by_unit: dict[tuple[str, str], list[tuple[Rule, list[Check]]]] = {}
         for rule in self.rules:
@@ -269,8 +272,9 @@ class RuleSet:
         raw = _raw_value(ctx.record, path) if check.field else None
         message = render(check.message, lambda name: values[name] if name in values else frame.resolve(name))
         loc = ctx.record.location(path) if path else ctx.record.location("")
+        place = self.locator.place(visit if row is None else "", form, item, None if row is None else row + 1, loc.sheet or "", loc.cell or "")
         return Finding(
-            rule=rule.id, severity=check.severity, category=rule.category, message=_where(loc) + message,
+            rule=rule.id, severity=check.severity, category=rule.category, message=render_message(place, message),
             subject=ctx.record.subject, site=ctx.record.site, visit=visit, form=form, field=item,
             row=None if row is None else row + 1, file=loc.file, sheet=loc.sheet or "", cell=loc.cell or "",
             value=raw, expected=rule.title, extra_key=check.key,
@@ -291,9 +295,11 @@ class RuleSet:
 
         def lookup(name: str) -> Any:
             return hit.values[name] if name in hit.values else frame.resolve(name)
+        place = self.locator.place(hit.visit if hit.row is None else "", hit.form, hit.field, None if hit.row is None else hit.row + 1,
+                                   loc.sheet or "", loc.cell or "")
         return Finding(
             rule=rule.id, severity=severity, category=rule.category,
-            message=_where(loc) + render(template, lookup),
+            message=render_message(place, render(template, lookup)),
             subject=ctx.record.subject, site=ctx.record.site, visit=hit.visit if hit.row is None else "", form=hit.form,
             field=hit.field, row=None if hit.row is None else hit.row + 1, file=loc.file, sheet=loc.sheet or "",
             cell=loc.cell or "", value=hit.value, expected=rule.title, extra_key=hit.key,
@@ -312,13 +318,6 @@ class RuleSet:
 _SHARED: dict[str, "RuleSet"] = {}
 
 
-def _where(loc: Location) -> str:
-    """Sites read the location first: the sheet and cell where the value was found, when known."""
-    if loc.sheet and loc.cell:
-        return f"Sheet '{loc.sheet}', cell {loc.cell}: "
-    return ""
-
-
 def _raw_value(record: SubjectRecord, path: str) -> Any:
     parts = path.strip("/").split("/")
     try:
@@ -332,8 +331,10 @@ def _raw_value(record: SubjectRecord, path: str) -> Any:
 
 
 def format_value(value: Any) -> str:
-    if value is MISSING or value is None or value == "":
+    if value is MISSING or value is None:
         return "blank"
+    if value == "":
+        return ""
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, bool):
