@@ -310,6 +310,34 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
 
 
 # -- validate ----------------------------------------------------------------------------------
+store_option = click.option("--store", default=None, metavar="STORE",
+                            help="Study store to record this run in: a file (SQLite, created if new) or a postgresql:// URL.")
+wait_option = click.option("--store-wait", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                           help="Seconds to wait for another run that is writing to the store.")
+
+
+class StoreUsageError(click.ClickException):
+    """The store cannot be used (another study, newer version, locked, server down): exit 2, nothing written."""
+
+    exit_code = 2
+
+
+def _store_checks(paths: tuple[Path, ...], store: Optional[str], received: Optional[str]) -> str:
+    from .readers import discover
+    from .store import parse_received
+
+    if store is None:
+        if received is not None:
+            raise click.UsageError("--received is when files reached the study store: give --store too")
+        return ""
+    if "://" not in store and any(Path(store).resolve() == p.resolve() for p in discover(paths)):
+        raise click.UsageError(f"--store {store} is one of the input files; input files are never overwritten")
+    try:
+        return parse_received(received)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--received")
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @study_option
@@ -322,8 +350,12 @@ def import_redcap(source: Path, out: Path, events: Optional[Path], records: Opti
               help="Date the future-date checks compare with (default: today); fix it to reproduce a report.")
 @click.option("--timestamp", default=None, help="Text to print as the report's generation time (default: none, so reports are reproducible).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on standard error (default: for 10 files or more on a terminal).")
+@store_option
+@click.option("--received", default=None, help="With --store: when the files were received, e.g. 2026-11-25T14:30 (default: now).")
+@wait_option
 def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optional[Path], jobs: Optional[int],
-             today: Optional[object], timestamp: Optional[str], progress: Optional[bool]) -> None:
+             today: Optional[object], timestamp: Optional[str], progress: Optional[bool], store: Optional[str] = None,
+             received: Optional[str] = None, store_wait: float = 30.0) -> None:
     """Check returned CRFs (workbooks .xlsx/.xlsm, JSON subject documents; folders are searched) and report.
 
     Exit status: 0 nothing needs action, 1 errors, open queries or major deviations, 2 usage error.
@@ -340,6 +372,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         resolved = output.resolve()
         if any(resolved == p.resolve() for p in discover(paths)):
             raise click.UsageError(f"--output {output} is one of the input files; input files are never overwritten")
+    received_at = _store_checks(paths, store, received)
     try:
         study = load_study(study_dir)
     except StudyDefinitionError as exc:  # the command was given a wrong --study: a usage error, not a finding
@@ -361,22 +394,37 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
     if bar is not None:
         bar.__enter__()
     try:
-        result = run(study, list(paths), jobs=jobs, progress=step, generated=timestamp, today=today.date() if today else None)  # type: ignore[attr-defined]
+        result = run(study, list(paths), jobs=jobs, progress=step, generated=timestamp, today=today.date() if today else None,  # type: ignore[attr-defined]
+                     keep_values=store is not None)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
     from .reports.text_report import render_summary
 
+    store_line = ""
+    if store is not None:
+        from .store import StoreError, record_result, with_store
+        try:
+            summary = record_result(store, study, result, received_at, wait=store_wait)
+        except StoreError as exc:
+            raise StoreUsageError(str(exc))
+        result = with_store(result, summary)
+        store_line = "\n" + summary.describe()
+    else:
+        for o in result.files:
+            if o.listing is not None:
+                click.echo(f"note: {o.file} is an answered query listing; its answers are recorded only with --store STUDY.db", err=True)
+
     data = render(result, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(data)
-        click.echo(render_summary(result) + f"\nReport written to {output}", err=True)
+        click.echo(render_summary(result) + store_line + f"\nReport written to {output}", err=True)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        if fmt != "text":
-            click.echo(render_summary(result), err=True)
+        if fmt != "text" or store_line:
+            click.echo((render_summary(result) if fmt != "text" else "") + store_line, err=True)
     sys.exit(1 if result.needs_action else 0)
 
 
@@ -441,3 +489,209 @@ def codes_doc(out_file: Path, check_only: bool) -> None:
         return
     out_file.write_text(text, encoding="utf-8")
     click.echo(f"{len(CODES)} finding codes written to {out_file}")
+
+
+# -- the study store: queries and reports (validate.py queries ..., validate.py store ...) ---------------
+STORE_GROUPS = ("queries", "store")
+required_store = click.option("--store", required=True, metavar="STORE", help="The study store: its file, or a postgresql:// URL.")
+as_of_option = click.option("--today", "today", default=None, help="Count days open to this date (default: the last time files were received).")
+
+
+def _store_study(study_dir: Path) -> Study:
+    try:
+        return load_study(study_dir)
+    except StudyDefinitionError as exc:
+        raise click.UsageError(f"--study {study_dir} is not a usable study definition ({len(exc.problems)} problem(s))")
+
+
+def _in_store(store: str, study: Study, work, wait: float = 30.0):  # type: ignore[no-untyped-def]
+    """Run work(conn) inside the store's transaction; store problems become one clear message (exit 2)."""
+    from .store import StoreError
+    from .store.database import transaction
+
+    try:
+        with transaction(store, study.id, wait, create=False) as conn:
+            return work(conn)
+    except StoreError as exc:
+        raise StoreUsageError(str(exc))
+
+
+@click.group("queries")
+def queries_group() -> None:
+    """The query life cycle in the study store: list, close, re-open, the site's listing.
+
+    Example: python validate.py queries close 3f2a9c1d0b7e --reason "confirmed as correct" --by "J. Smith" --store study.db
+    """
+
+
+@queries_group.command("list")
+@study_option
+@required_store
+@click.option("--site", default=None, help="Only this site.")
+@click.option("--subject", default=None, help="Only this subject.")
+@click.option("--status", "statuses", multiple=True, help="Only these statuses (open, persisting, answered, reopened, resolved, closed).")
+@as_of_option
+def queries_list(study_dir: Path, store: str, site: Optional[str], subject: Optional[str], statuses: tuple[str, ...], today: Optional[str]) -> None:
+    """List the queries of the store with status and days open.
+
+    Example: python validate.py queries list --store study.db --site 01 --status open --status persisting
+    """
+    from .store import lifecycle
+    from .store.reports import as_of, query_rows
+
+    unknown = [s for s in statuses if s not in lifecycle.STATUSES]
+    if unknown:
+        raise click.BadParameter(f"unknown status {', '.join(unknown)}; use {', '.join(lifecycle.STATUSES)}", param_hint="--status")
+    study = _store_study(study_dir)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        day = as_of(conn, today)
+        return [(q, lifecycle.days_open(q, day)) for q in query_rows(conn, site, set(statuses) or None, subject)]
+    rows = _in_store(store, study, work)
+    for q, days in rows:
+        where = " ".join(x for x in (q.visit, q.sheet, q.cell) if x)
+        click.echo(f"{q.id}  {q.site}  {q.subject}  {q.status:10} {days:4d} d  {q.rule:10} {where}  {q.message[:90]}")
+    click.echo(f"{len(rows)} quer{'y' if len(rows) == 1 else 'ies'}", err=True)
+
+
+def _query_action(which: str, study_dir: Path, store: str, query_ids: tuple[str, ...], reason: str, by: str, at: Optional[str], store_wait: float) -> None:
+    from .store import StoreError, close_query, parse_received, reopen_query
+    from .store.lifecycle import QueryActionError
+
+    if not reason.strip():
+        raise click.BadParameter("give the reason, e.g. --reason \"confirmed as correct by the site\"", param_hint="--reason")
+    study = _store_study(study_dir)
+    try:
+        when = parse_received(at)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--at")
+    action = close_query if which == "close" else reopen_query
+    try:
+        action(store, study, query_ids, reason.strip(), by.strip(), when, wait=store_wait)
+    except StoreError as exc:
+        raise StoreUsageError(str(exc))
+    except QueryActionError as exc:
+        raise click.ClickException(f"{exc}; nothing was changed")
+    click.echo(f"{len(query_ids)} quer{'y' if len(query_ids) == 1 else 'ies'} {'closed' if which == 'close' else 're-opened'}: {', '.join(query_ids)}")
+
+
+@queries_group.command("close")
+@study_option
+@required_store
+@click.argument("query_ids", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why it is closed, e.g. 'confirmed as correct'; kept with the query.")
+@click.option("--by", required=True, help="Who closes it (the data manager's name).")
+@click.option("--at", default=None, help="When (default: now); e.g. 2026-11-25T14:30.")
+@wait_option
+def queries_close(study_dir: Path, store: str, query_ids: tuple[str, ...], reason: str, by: str, at: Optional[str], store_wait: float) -> None:
+    """Close queries with a reason. A closed query still found in later returns stays closed.
+
+    Example: python validate.py queries close 3f2a9c1d0b7e --reason "confirmed as correct" --by "J. Smith" --store study.db
+    """
+    _query_action("close", study_dir, store, query_ids, reason, by, at, store_wait)
+
+
+@queries_group.command("reopen")
+@study_option
+@required_store
+@click.argument("query_ids", nargs=-1, required=True)
+@click.option("--reason", required=True, help="Why it is re-opened.")
+@click.option("--by", required=True, help="Who re-opens it.")
+@click.option("--at", default=None, help="When (default: now).")
+@wait_option
+def queries_reopen(study_dir: Path, store: str, query_ids: tuple[str, ...], reason: str, by: str, at: Optional[str], store_wait: float) -> None:
+    """Re-open closed or resolved queries.
+
+    Example: python validate.py queries reopen 3f2a9c1d0b7e --reason "source shows another value" --by "J. Smith" --store study.db
+    """
+    _query_action("reopen", study_dir, store, query_ids, reason, by, at, store_wait)
+
+
+@queries_group.command("listing")
+@study_option
+@required_store
+@click.option("--site", required=True, help="The site the listing is for.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Workbook to write (.xlsx).")
+@as_of_option
+def queries_listing(study_dir: Path, store: str, site: str, output: Path, today: Optional[str]) -> None:
+    """Write the site's query listing: waiting queries with status, days open and the previous answer.
+
+    The site answers in the yellow columns and sends it back with the corrected workbooks:
+    python validate.py returned/ answered-listing.xlsx --store study.db
+
+    Example: python validate.py queries listing --store study.db --site 01 --output queries-site-01.xlsx
+    """
+    from .store.reports import listing_xlsx
+
+    study = _store_study(study_dir)
+    data = _in_store(store, study, lambda conn: listing_xlsx(conn, study, site, today))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    click.echo(f"Query listing of site {site} written to {output}", err=True)
+
+
+@click.group("store")
+def store_group() -> None:
+    """Reports from the study store: a subject's history, the per-site dashboard.
+
+    Example: python validate.py store dashboard --store study.db --out reports/
+    """
+
+
+@store_group.command("history")
+@study_option
+@required_store
+@click.argument("subject")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@as_of_option
+def store_history(study_dir: Path, store: str, subject: str, fmt: str, today: Optional[str]) -> None:
+    """A subject's history: returns, what changed (old -> new, which return, which cell), queries and their events.
+
+    Example: python validate.py store history 01-001 --store study.db
+    """
+    import json as json_module
+
+    from .store.reports import history_text, subject_history
+
+    study = _store_study(study_dir)
+    history = _in_store(store, study, lambda conn: subject_history(conn, subject, today))
+    if not history["returns"]:
+        raise click.ClickException(f"no return of subject {subject} is recorded in {store}")
+    if fmt == "json":
+        click.echo(json_module.dumps(history, indent=1, ensure_ascii=False))
+    else:
+        click.echo(history_text(history), nl=False)
+
+
+@store_group.command("dashboard")
+@study_option
+@required_store
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for dashboard-site-NN.html.")
+@click.option("--site", "only_site", default=None, help="Only this site (default: every site in the store).")
+@as_of_option
+def store_dashboard(study_dir: Path, store: str, out_dir: Path, only_site: Optional[str], today: Optional[str]) -> None:
+    """Write an HTML dashboard per site: queries by status and age, opened/resolved per return, subject x visit grid.
+
+    Example: python validate.py store dashboard --store study.db --out reports/
+    """
+    from .store.reports import dashboard_html, sites
+
+    study = _store_study(study_dir)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        return {site: dashboard_html(conn, study, site, today) for site in ([only_site] if only_site else sites(conn))}
+    pages = _in_store(store, study, work)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for site, data in pages.items():
+        (out_dir / f"dashboard-site-{site}.html").write_bytes(data)
+    click.echo(f"{len(pages)} dashboard(s) written to {out_dir}", err=True)
+
+
+def validate_main(argv: Optional[list[str]] = None) -> None:
+    """validate.py: `queries ...` and `store ...` are the store's commands; anything else is files to check."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in STORE_GROUPS and not Path(args[0]).exists():
+        group = queries_group if args[0] == "queries" else store_group
+        group(args=args[1:], prog_name=f"validate.py {args[0]}")
+    else:
+        validate(args=args, prog_name="validate.py")

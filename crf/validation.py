@@ -95,10 +95,39 @@ class FileOutcome:
     size: int
     findings: list[Finding]
     subject: Optional[SubjectSummary] = None
+    values: Optional["ReturnedValues"] = None  # only with keep_values (the study store records them)
+    listing: Optional[Any] = None  # an answered query listing (crf.readers.listing.QueryListing), not a subject
 
     @property
     def usable(self) -> bool:
         return self.subject is not None
+
+
+@dataclass(frozen=True)
+class ReturnedValues:
+    """Every value read from one subject file, with where it was read: what the study store keeps."""
+
+    form_version: str
+    definition_hash: str
+    values: list[tuple[str, Any, str, str]]  # (field path, value, sheet, cell)
+
+    @classmethod
+    def of(cls, record: Any) -> "ReturnedValues":
+        out: list[tuple[str, Any, str, str]] = []
+        locations = record.locations
+
+        def add(path: str, value: Any) -> None:
+            where = locations.get(path)
+            out.append((path, value, (where.sheet or "") if where else "", (where.cell or "") if where else ""))
+        for visit, forms in record.visits.items():
+            for form, items in forms.items():
+                for item, value in items.items():
+                    add(f"/visits/{visit}/{form}/{item}", value)
+        for log, rows in record.logs.items():
+            for i, row in enumerate(rows):
+                for item, value in row.items():
+                    add(f"/logs/{log}/{i}/{item}", value)
+        return cls(record.form_version or "", record.definition_hash or "", out)
 
 
 @dataclass
@@ -110,6 +139,7 @@ class ValidationResult:
     stages: list[str]
     generated: Optional[str] = None  # a timestamp only when the caller asks for one
     tool_version: str = __version__
+    store: Optional[dict[str, Any]] = None  # what the study store recorded of this run (validate.py --store)
 
     @property
     def needs_action(self) -> bool:
@@ -204,12 +234,15 @@ def summarise(study: Study, read: ReadSubject) -> SubjectSummary:
     return summary
 
 
-def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: str, limits: Limits = DEFAULT_LIMITS) -> FileOutcome:
+def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: str, limits: Limits = DEFAULT_LIMITS,
+               keep_values: bool = False) -> FileOutcome:
     result: FileResult = read_file(path, display, study, limits)
-    outcome = FileOutcome(result.file, result.sha256, result.kind, result.size, list(result.findings))
+    outcome = FileOutcome(result.file, result.sha256, result.kind, result.size, list(result.findings), listing=result.listing)
     if result.subject is None:
         return outcome
     read = result.subject
+    if keep_values:  # before the checks: a stage may add derived values to the record
+        outcome.values = ReturnedValues.of(read.record)
     for stage in stages:
         try:
             outcome.findings.extend(stage.check(read))
@@ -262,7 +295,9 @@ def _without_unreadable(study: Study, read: ReadSubject, findings: list[Finding]
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits: Limits, today: Optional[dt.date]) -> None:
+def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits: Limits, today: Optional[dt.date],
+                 keep_values: bool = False) -> None:
+    _WORKER["keep_values"] = keep_values
     key = (study_folder, tuple(stage_names) if stage_names is not None else None, today)
     if _WORKER.get("key") == key:  # forked: the parent's study and compiled stages are ours already
         _WORKER["limits"] = limits
@@ -275,7 +310,7 @@ def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits
 
 def _work(task: tuple[str, str]) -> FileOutcome:
     path, display = task
-    return check_file(_WORKER["study"], _WORKER["stages"], Path(path), display, _WORKER["limits"])
+    return check_file(_WORKER["study"], _WORKER["stages"], Path(path), display, _WORKER["limits"], _WORKER["keep_values"])
 
 
 def reading_order(study: Study) -> Callable[[Finding], tuple[Any, ...]]:
@@ -312,7 +347,8 @@ def display_name(path: Path, base: Optional[Path] = None) -> str:
 
 def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, stage_names: Optional[Sequence[str]] = None,
              progress: Optional[Callable[[int, int], None]] = None, limits: Limits = DEFAULT_LIMITS,
-             generated: Optional[str] = None, base: Optional[Path] = None, today: Optional[dt.date] = None) -> ValidationResult:
+             generated: Optional[str] = None, base: Optional[Path] = None, today: Optional[dt.date] = None,
+             keep_values: bool = False) -> ValidationResult:
     files = list(discover(paths))
     tasks = [(str(p), display_name(p, base)) for p in files]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
@@ -320,7 +356,7 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
     stages = build_stages(study, stage_names, today)  # compiled once here; forked workers inherit them
     if jobs == 1 or len(tasks) < 4:
         for i, (path, display) in enumerate(tasks):
-            outcomes.append(check_file(study, stages, Path(path), display, limits))
+            outcomes.append(check_file(study, stages, Path(path), display, limits, keep_values))
             if progress:
                 progress(i + 1, len(tasks))
     else:
@@ -329,7 +365,7 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
 
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today), maxtasksperchild=200) as pool:
+        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today, keep_values), maxtasksperchild=200) as pool:
             for i, outcome in enumerate(pool.imap(_work, tasks, chunksize=2)):
                 outcomes.append(outcome)
                 if progress:

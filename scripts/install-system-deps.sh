@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the toolkit needs, only when missing:
 #   Pango/HarfBuzz for WeasyPrint, DejaVu fonts embedded in the PDFs, and with --test
-#   poppler-utils (pdftoppm/pdftotext) and LibreOffice Calc for the round-trip tests.
+#   poppler-utils (pdftoppm/pdftotext), LibreOffice Calc with python3-uno for the round-trip tests, and the
+#   PostgreSQL server binaries the study-store tests start a throwaway server from (tests/store_support.py).
 set -euo pipefail
 want=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-dejavu-extra)
 if [ "${1:-}" = "--test" ]; then
-  want+=(poppler-utils libreoffice-calc-nogui)
+  want+=(poppler-utils libreoffice-calc-nogui python3-uno postgresql)
 fi
 missing=()
 for pkg in "${want[@]}"; do

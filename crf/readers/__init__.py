@@ -68,6 +68,12 @@ def read_file(path: Path, display: str, study: Study, limits: safety.Limits = sa
             raise Unusable("FILE-TYPE", f"files of type '{suffix or '(none)'}' are not returned CRFs",
                            "Send the subject's .xlsx workbook or a .json subject document")
     except Unusable as exc:
+        if exc.rule == "NOT-A-CRF-WORKBOOK":  # perhaps the site's answered query listing, which the study store records
+            from .listing import read_listing
+            listing = read_listing(data, display, study)
+            if listing is not None:
+                result.kind, result.listing, result.findings = "query-listing", listing, list(listing.findings)
+                return result
         result.findings = [finding_from(display, exc)]
         return result
     except (MemoryError, RecursionError) as exc:

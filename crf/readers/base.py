@@ -30,6 +30,7 @@ class FileResult:
     size: int
     subject: Optional[ReadSubject] = None
     findings: list[Finding] = field(default_factory=list)
+    listing: Optional[Any] = None  # the site's answered query listing (crf.readers.listing), when that is what it is
 
     @property
     def usable(self) -> bool:

@@ -39,4 +39,7 @@ def report_document(result: Any) -> dict[str, Any]:
 
 
 def render_json(result: Any) -> bytes:
-    return (json.dumps(report_document(result), indent=1, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    doc = report_document(result)
+    if getattr(result, "store", None) is not None:  # only with validate.py --store: what the study store recorded
+        doc["store"] = result.store
+    return (json.dumps(doc, indent=1, ensure_ascii=False, default=str) + "\n").encode("utf-8")
