@@ -30,6 +30,14 @@ def pg():
     yield from pg_server_session()
 
 
+@pytest.fixture(autouse=True)
+def loaded_once(study, monkeypatch):
+    """The CLI loads the study definition on each call; here the session's copy is reused (its rules compiled once)."""
+    import crf.cli
+    real = crf.cli.load_study
+    monkeypatch.setattr(crf.cli, "load_study", lambda folder: study if Path(folder).resolve() == study.folder.resolve() else real(folder))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
@@ -266,3 +274,216 @@ def test_store_of_another_study_or_a_newer_version_is_refused_and_nothing_is_wri
     assert "upgrade open-ecrf" in result.output
     assert counts() == before
     engine.dispose()
+
+
+def _rezipped(source: Path, target: Path) -> Path:
+    """The same workbook, byte-different (saved again, with a zip comment): a second return with the same data."""
+    import zipfile
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, src.read(info.filename))
+        dst.comment = b"saved again"
+    assert target.read_bytes() != source.read_bytes()
+    return target
+
+
+def test_two_processes_ingesting_at_once_lose_nothing_and_never_duplicate_a_query(study, workbooks, store_url, tmp_path):
+    from crf.store.database import transaction
+    from crf.store.schema import inputs, queries, query_events
+
+    run_cli(validate_command, [workbooks[2], "--store", store_url, "--received", "2026-01-01", "--jobs", "1", "-o", tmp_path / "r0.txt"], 1)
+    twin = _rezipped(workbooks[1], tmp_path / "twin" / workbooks[1].name)
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "validate.py"), str(path), "--store", store_url, "--received", day,
+                               "--jobs", "1", "--output", str(tmp_path / f"{day}.txt")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for path, day in ((workbooks[1], "2026-01-10"), (twin, "2026-01-10T00:00:01"))]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], outputs
+    with transaction(store_url, study.id, create=False) as conn:
+        numbers = sorted(conn.execute(select(inputs.c.return_number)).scalars())
+        ids = list(conn.execute(select(queries.c.id)).scalars())
+        opened = list(conn.execute(select(query_events.c.query_id).where(query_events.c.event == "opened")).scalars())
+    assert numbers == [1, 2, 3]
+    assert len(ids) == len(set(ids)) == 5  # the four first-return problems and the screening blood pressure
+    assert len(opened) == len(set(opened))
+
+
+def test_locked_store_is_one_clear_message_and_nothing_is_written(study, workbooks, tmp_path):
+    store = tmp_path / "study.db"
+    ingest(str(store), [workbooks[1]], "2026-01-10T09:00")
+    before = store.read_bytes()
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program writing
+    try:
+        result = run_cli(validate_command, [workbooks[2], "--store", store, "--received", "2026-02-07", "--store-wait", "0.2"], 2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "is in use by another program" in result.output and "nothing was written" in result.output
+    assert "Traceback" not in result.output
+    assert store.read_bytes() == before
+
+
+READ_ONLY_CHILD = """
+import os, sys
+from pathlib import Path
+import sqlite3, sqlalchemy.dialects.sqlite.pysqlite, alembic.command, alembic.config, alembic.script, alembic.runtime.migration
+from crf.loader import load_study
+from crf.store import StoreError, record_result
+import crf.store.ingest, crf.store.database, crf.store.lifecycle
+from crf.validation import validate
+study = load_study(sys.argv[1])
+result = validate(study, [Path(sys.argv[2])], jobs=1, keep_values=True)
+if os.getuid() == 0:  # root may write anything: the store is opened as an unprivileged user, as a data manager would be
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    record_result(sys.argv[3], study, result, "2026-02-07T09:00:00", wait=1)
+    print("WRITTEN")
+except StoreError as exc:
+    print("REFUSED", exc)
+"""
+
+
+def test_read_only_store_is_one_clear_message_and_inputs_are_untouched(study, workbooks):
+    import hashlib
+    import os
+
+    folder = Path(tempfile.mkdtemp(prefix="ecrf-ro-"))
+    try:
+        store = folder / "study.db"
+        ingest(str(store), [workbooks[1]], "2026-01-10T09:00")
+        before = store.read_bytes()
+        workbook = folder / "return.xlsx"
+        shutil.copy(workbooks[2], workbook)
+        digest = hashlib.sha256(workbook.read_bytes()).hexdigest()
+        for path, mode in ((folder, 0o755), (store, 0o444), (workbook, 0o444)):
+            os.chmod(path, mode)
+        done = subprocess.run([sys.executable, "-c", READ_ONLY_CHILD, str(study.folder), str(workbook), str(store)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert done.stdout.startswith("REFUSED"), done.stdout + done.stderr
+        assert "cannot be written (read-only file or folder)" in done.stdout and "nothing was written" in done.stdout
+        assert hashlib.sha256(workbook.read_bytes()).hexdigest() == digest and store.read_bytes() == before
+    finally:
+        os.chmod(folder, 0o700)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgresql_down_or_wrong_password_is_one_clear_message(study, workbooks, pg, tmp_path):
+    database = pg.create_database()
+    wrong = run_cli(validate_command, [workbooks[1], "--store", pg.url(database, password="not-the-password"), "--received", "2026-01-10"], 2)
+    assert "refused the password" in wrong.output and "not-the-password" not in wrong.output and "Traceback" not in wrong.output
+    down = run_cli(validate_command, [workbooks[1], "--store", f"postgresql://ecrf:pw@/x?host={tmp_path}", "--received", "2026-01-10",
+                                      "--store-wait", "1"], 2)
+    assert "cannot connect to the PostgreSQL server" in down.output and "check that the server is running" in down.output
+    assert ":pw@" not in down.output
+
+
+def test_bad_listings_are_findings_and_record_nothing(study, workbooks, store_url, tmp_path):
+    import openpyxl
+
+    ingest(store_url, [workbooks[1]], "2026-01-10T09:00")
+    listing = tmp_path / "listing.xlsx"
+    run_cli(queries_group, ["listing", "--store", store_url, "--site", "01", "--output", listing], 0)
+
+    def edited(name, change):
+        wb = openpyxl.load_workbook(listing)
+        ws = wb["Queries"]
+        header = {c.value: c.column for c in ws[1]}
+        for r in range(2, ws.max_row + 1):
+            ws.cell(r, header["Site answer"]).value = "answered"
+        change(wb, header)
+        path = tmp_path / name
+        wb.save(path)
+        return path
+
+    other_study = edited("other-study.xlsx", lambda wb, h: wb["About"].__setitem__("B1", "OTHER-TRIAL"))
+    swapped = edited("swapped.xlsx", lambda wb, h: (wb["Queries"].cell(2, 1).__setattr__("value", wb["Queries"].cell(3, 1).value)))
+    damaged = edited("damaged.xlsx", lambda wb, h: wb["Queries"].cell(2, 1).__setattr__("value", "12345"))
+    other_site = edited("other-site.xlsx", lambda wb, h: wb["About"].__setitem__("B2", "02"))
+    _, report = ingest(store_url, [other_study, swapped, damaged, other_site], "2026-01-12T09:00")
+    found = {(f["file"].rsplit("/", 1)[-1], f["rule"], f["cell"]) for f in json.loads(report.read_text())["findings"]}
+    assert ("other-study.xlsx", "LISTING-WRONG-STUDY", "B1") in found
+    assert ("swapped.xlsx", "LISTING-ID-MISMATCH", "A2") in found
+    assert ("damaged.xlsx", "LISTING-ID-DAMAGED", "A2") in found
+    assert {("other-site.xlsx", "LISTING-OTHER-SITE", f"A{r}") for r in (2, 3, 4, 5)} <= found
+    assert not any(rule == "NOT-A-CRF-WORKBOOK" for _, rule, _ in found)
+    h = history(store_url)
+    answered = {q["id"] for q in h["queries"] if q["answer"]}
+    swapped_row = openpyxl.load_workbook(swapped)["Queries"]
+    # only rows whose id matches their query were recorded, from the swapped and damaged listings
+    assert answered == {swapped_row.cell(r, 1).value for r in (3, 4, 5)}
+    statuses = query_statuses(store_url, study)
+    assert sorted(statuses.values()) == ["answered", "answered", "answered", "open"]
+
+
+def test_a_listing_without_store_is_recognised_not_a_bad_crf(study, workbooks, tmp_path):
+    store = tmp_path / "study.db"
+    ingest(str(store), [workbooks[1]], "2026-01-10T09:00")
+    listing = tmp_path / "listing.xlsx"
+    run_cli(queries_group, ["listing", "--store", store, "--site", "01", "--output", listing], 0)
+    result = run_cli(validate_command, [listing, "--format", "json"], 0)
+    assert "answered query listing; its answers are recorded only with --store" in result.output
+    assert "NOT-A-CRF-WORKBOOK" not in result.output
+
+
+def test_without_store_the_reports_are_the_same_bytes(study, workbooks):
+    from crf.reports import FORMATS, render
+    from crf.validation import validate
+
+    plain = validate(study, [workbooks[1], workbooks[2]], jobs=1)
+    keeping = validate(study, [workbooks[1], workbooks[2]], jobs=1, keep_values=True)
+    assert all(o.values is None for o in plain.files) and all(o.values for o in keeping.files)
+    for fmt in FORMATS:
+        assert render(plain, fmt) == render(keeping, fmt), fmt
+
+
+def _dump(store: str) -> dict:
+    from sqlalchemy import create_engine
+    from crf.store.database import target
+    from crf.store.schema import metadata
+
+    engine = create_engine(target(store).url)
+    with engine.connect() as conn:
+        out = {t.name: sorted([tuple(int(v) if isinstance(v, bool) else v for v in row) for row in conn.execute(select(t))], key=repr)
+               for t in metadata.sorted_tables}
+    engine.dispose()
+    return out
+
+
+def test_same_returns_give_the_same_store_and_report_bytes_in_sqlite_and_postgresql(study, workbooks, pg, tmp_path):
+    stores = [str(tmp_path / "a.db"), str(tmp_path / "b.db"), pg.url(pg.create_database())]
+    pages = []
+    for store in stores:
+        for n, day in ((1, "2026-01-10T09:00"), (2, "2026-02-07T09:00")):
+            ingest(store, [workbooks[n]], day)
+        out = tmp_path / f"dash-{len(pages)}"
+        run_cli(store_group, ["dashboard", "--store", store, "--out", out], 0)
+        run_cli(queries_group, ["listing", "--store", store, "--site", "01", "--output", out / "listing.xlsx"], 0)
+        pages.append(((out / "dashboard-site-01.html").read_bytes(), (out / "listing.xlsx").read_bytes()))
+    dumps = [_dump(s) for s in stores]
+    assert dumps[0] == dumps[1] == dumps[2]
+    assert dumps[0]["value_changes"] and dumps[0]["item_values"]
+    assert pages[0] == pages[1] == pages[2]
+
+
+def test_schema_matches_the_tables_and_a_store_opens_in_the_next_version(study, workbooks, store_url, tmp_path, monkeypatch):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from crf.store import database
+    from crf.store.schema import metadata
+
+    ingest(store_url, [workbooks[1]], "2026-01-10T09:00")
+    with database.transaction(store_url, study.id, create=False) as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert database.current_revision(conn) == database.head_revision() == "0001"
+    # The next version adds a revision; the store written by this one is upgraded in place, its history kept.
+    future = tmp_path / "migrations"
+    shutil.copytree(database.MIGRATIONS, future)
+    (future / "versions" / "0002_reviewer.py").write_text(
+        'import sqlalchemy as sa\nfrom alembic import op\nrevision = "0002"\ndown_revision = "0001"\n'
+        'branch_labels = None\ndepends_on = None\n\n\ndef upgrade():\n    op.add_column("queries", sa.Column("reviewer", sa.Text()))\n')
+    monkeypatch.setattr(database, "MIGRATIONS", future)
+    with database.transaction(store_url, study.id, create=False) as conn:
+        assert database.current_revision(conn) == "0002"
+        assert conn.execute(text("SELECT count(*) FROM queries WHERE reviewer IS NULL")).scalar() == 4

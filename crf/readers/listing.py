@@ -8,6 +8,7 @@ listing of another study, a damaged or edited id, a row of another site than the
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from dataclasses import dataclass, field
@@ -131,6 +132,8 @@ def read_listing(data: bytes, display: str, study: Study) -> Optional[QueryListi
         listing.rows.append(ListingRow(number, qid, cells.get("site", ""), cells.get("subject", ""), cells.get("rule", ""),
                                        cells.get("visit", ""), cells.get("field", ""), log_row, cells.get("answer", ""),
                                        cells.get("corrected", ""), cells.get("by", ""), cells.get("date", ""), id_cell))
+    # one finding per row: the cell tells them apart (file-level finding ids otherwise depend only on rule and file)
+    listing.findings = [dataclasses.replace(f, extra_key=f.cell) for f in listing.findings]
     return listing
 
 

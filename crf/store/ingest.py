@@ -194,4 +194,4 @@ def _answers(conn: Connection, listing: QueryListing, run_id: int, input_id: int
             continue
         if lifecycle.answer(conn, q, run_id, input_id, at, summary.events, row.answer, row.corrected_value, row.answered_by, row.answered_on):
             summary.answers += 1
-    return [dataclasses.replace(f, severity=Severity.ERROR) for f in problems]
+    return [dataclasses.replace(f, severity=Severity.ERROR, extra_key=f.cell) for f in problems]
