@@ -30,10 +30,15 @@ demo: install
 	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format html --output $(OUT)/demo/report.html; \
 		status=$$?; [ $$status -le 1 ] || exit $$status
 	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format xlsx --output $(OUT)/demo/queries.xlsx || true
+	rm -f $(OUT)/demo/study.db
+	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --store $(OUT)/demo/study.db --received 2026-11-25T09:00 \
+		--output $(OUT)/demo/store-run.txt; status=$$?; [ $$status -le 1 ] || exit $$status
+	$(PY) validate.py store dashboard --store $(OUT)/demo/study.db --out $(OUT)/demo
 	@echo
 	@echo "Forms:            $(OUT)/pdf (PDF) and $(OUT)/xlsx (one workbook per subject)"
 	@echo "Returned CRFs:    $(OUT)/demo/returned (planted problems: $(OUT)/demo/planted.json)"
 	@echo "Validation report: $(OUT)/demo/report.html ; site query listing: $(OUT)/demo/queries.xlsx"
+	@echo "Study store:      $(OUT)/demo/study.db (docs/store.md); dashboard: $(OUT)/demo/dashboard-site-01.html"
 
 test: sysdeps-test $(VENV)/.installed
 	$(PY) -m pytest

@@ -97,6 +97,8 @@ def apply_return(conn: Connection, site: str, subject: str, found: Iterable[Find
         conn.execute(queries.update().where(queries.c.id == qid).values(status=status, status_since=since, **details))
         if event:
             _event(conn, qid, run_id, input_id, event, status, at, events)
+    if any(f.rule == "CHECK-FAILED" for f in found):  # a check stage stopped: what it did not find is not resolved
+        return
     for qid, q in current.items():
         if qid in seen or not q.present:
             continue
