@@ -121,6 +121,17 @@ CODES: tuple[FindingCode, ...] = (
     # -- the validator itself ---------------------------------------------------------------------------------------
     _c("CHECK-FAILED", W, "internal", "a check stage failed on one subject (a bug; the other stages ran)",
        "the {stage} checks stopped on this subject ({detail})", "Report this to the data manager with the file; the other checks ran"),
+    # -- the site's answered query listing (recorded by the study store, docs/store.md) ---------------------
+    _c("LISTING-WRONG-STUDY", E, "listing", "an answered query listing of another study", "{problem}",
+       "Send it to that study's data manager; answer this study's own listing"),
+    _c("LISTING-ID-DAMAGED", E, "listing", "a query id in the listing that is not an id this study issues (edited or damaged)",
+       "{problem}", "Copy the row's id back from the listing you received; the answer was not recorded"),
+    _c("LISTING-UNKNOWN-QUERY", E, "listing", "a well-formed query id that was never issued (with --store)", "{problem}",
+       "Copy the row's id back from the listing you received; the answer was not recorded"),
+    _c("LISTING-ID-MISMATCH", E, "listing", "the id of another query: the row's subject, rule, visit or field disagree with it (with --store)",
+       "{problem}", "Answer in the listing as issued; the answer was not recorded"),
+    _c("LISTING-OTHER-SITE", E, "listing", "a row or query of another site than the listing's", "{problem}",
+       "Answer each site's queries in that site's own listing; the answer was not recorded"),
 )
 CATALOGUE: Mapping[str, FindingCode] = {c.code: c for c in CODES}
 CODE_PATTERN = re.compile(r"^[A-Z]+(?:-[A-Z]+)+$")  # FIELD-REQUIRED; rule ids (EC-01) have digits
