@@ -42,3 +42,20 @@ def where(findings: list[Finding], rule: Optional[str] = None) -> list[tuple[str
 
 
 Plant = Callable[[dict[str, Any]], Any]
+
+
+SUBJECTS = Path(__file__).resolve().parent / "fixtures" / "subjects"
+COMPLETER_TODAY = dt.date(2026, 11, 25)  # after 01-901's end of study (tests/test_handwritten.py)
+
+
+def completer() -> dict[str, Any]:
+    """01-901 (issue 10's hand-written subject): completed week 52, one investigator-confirmed attack."""
+    return json.loads((SUBJECTS / "01-901.json").read_text(encoding="utf-8"))
+
+
+def move_visit(doc: dict[str, Any], visit: str, old: str, new: str) -> None:
+    """Every date of one visit moved from `old` to `new` (visit, assessments and infusion on the same new day)."""
+    for values in doc["visits"][visit].values():
+        for key, value in list(values.items()):
+            if value == old:
+                values[key] = new
