@@ -150,6 +150,7 @@ class Item:
     pattern: Optional[str] = None
     min_items: Optional[int] = None
     derived: Optional[str] = None
+    derived_label: Optional[str] = None  # x-derived-label: what the site reads instead of the expression
     reference_range: Optional[Limits] = None
     assumption: Optional[str] = None
     fixed: Optional[Any] = None  # value fixed for this form instance

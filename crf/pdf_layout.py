@@ -76,6 +76,10 @@ class Entry:
     text: str = ""  # calculated expression or pre-filled value
 
 
+def _num(value: Optional[float]) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _code_text(code: Scalar) -> str:
     if isinstance(code, float) and code.is_integer():
         return f"{code:.1f}"
@@ -87,13 +91,6 @@ def integer_digits(item: Item) -> int:
     if item.hard.high is None:
         return DEFAULT_INTEGER_DIGITS
     return max(1, max(len(str(int(abs(b)))) for b in bounds))
-
-
-def pretty_expression(expr: str) -> str:
-    """An x-derived expression as a site coordinator reads it: 10 x EXWT, not 10 * EXWT."""
-    text = expr.replace("**", "^")
-    text = re.sub(r"\s*\*\s*", " x ", text)
-    return text.replace("==", "=")
 
 
 def _literal(expr: str) -> Optional[str]:
@@ -110,7 +107,8 @@ def entry_for(item: Item) -> Entry:
         if literal is not None:
             shown = item.codelist.label(literal) if item.codelist else literal
             return Entry("calculated", unit=item.unit, text=f"pre-set: {shown}")
-        return Entry("calculated", unit=item.unit, text=f"calculated: {pretty_expression(item.derived)}")
+        # the study's words (x-derived-label), never the expression: the site cannot read code
+        return Entry("calculated", unit=item.unit, text=(item.derived_label or "Calculated").rstrip(". "))
     kind = item.kind
     if kind in (ItemKind.INTEGER, ItemKind.DECIMAL):
         low = item.hard.low
@@ -142,8 +140,10 @@ def hint_for(item: Item) -> list[str]:
         lines.append(text)
     if item.is_input and item.is_number and not item.hard.is_empty:
         lines.append(f"Allowed {item.hard.describe()}{unit}")
-    if item.reference_range is not None:
-        lines.append(f"Normal range {item.reference_range.low} to {item.reference_range.high}{unit}")
+    if item.reference_range is not None and not item.reference_range.is_empty:
+        ref = item.reference_range
+        text = f"{_num(ref.low)} to {_num(ref.high)}" if ref.low is not None and ref.high is not None else ref.describe()
+        lines.append(f"Normal range {text}{unit}")
     if item.required_with:
         lines.append("Required when " + " or ".join(item.required_with) + " is filled")
     if item.kind == ItemKind.PARTIAL_DATE and item.is_input:
@@ -260,6 +260,11 @@ class FormView:
     footer: str = ""  # form id(s) and version(s) printed in the footer of its pages
 
     @property
+    def tail_start(self) -> int:
+        """Index of the first of the rows kept on one page with the form's end (and signature)."""
+        return max(0, len(self.rows) - TAIL_ROWS)
+
+    @property
     def version_label(self) -> str:
         return f"{self.label} {self.name} v{self.form.version}" if self.name != self.form.id else f"{self.label} v{self.form.version}"
 
@@ -273,6 +278,7 @@ def form_view(anchor: str, inst: FormInstance, colours: dict[str, str], visits: 
     return FormView(anchor, inst.name, inst.title, inst.form, form_rows(inst.form, colours), domain_boxes(inst.form, colours), visits)
 
 
+TAIL_ROWS = 4  # a form's last rows break together, so a page never holds one item alone
 COMPACT_ROWS = 4  # a form this short lets the next form start on its page
 PAGE_ROWS = 20  # ... as long as the page then holds no more rows than this
 
@@ -353,6 +359,7 @@ class LegendEntry:
     item_id: str
     question: str
     keys: tuple[tuple[str, str], ...]  # (number or code, label)
+    note: str = ""  # a calculated cell: what it is, too long for the cell
 
 
 @dataclass(frozen=True)
@@ -406,7 +413,9 @@ def log_view(anchor: str, log: Log, page: PageGeometry, colours: dict[str, str])
         entry = entry_for(it)
         width, mode = _log_cell_width(it, entry)
         cells.append((it, width, mode, entry))
-        if mode in ("key", "keys"):
+        if mode == "calculated" and not entry.text.startswith("pre-set"):
+            legend.append(LegendEntry(it.id, it.question, (), entry.text))
+        elif mode in ("key", "keys"):
             legend.append(LegendEntry(it.id, it.question, tuple((str(n), o.label) for n, o in enumerate(entry.options, 1))))
         elif mode == "ticks" and any(_short(o) != o.label for o in entry.options):
             legend.append(LegendEntry(it.id, it.question, tuple((o.code, o.label) for o in entry.options)))
@@ -431,11 +440,12 @@ def log_view(anchor: str, log: Log, page: PageGeometry, colours: dict[str, str])
             caption = None
             if it.condition and not it.question.lower().startswith("if "):
                 caption = condition_caption(log.form, it)
-            band_cells.append(LogCell(it, round(width * 100 / usable, 3), mode, entry, caption, annotation_text(it),
+            # rounded down: widths adding up to 100.001% push the last cell under the next band
+            band_cells.append(LogCell(it, math.floor(width * 100_000 / usable) / 1000, mode, entry, caption, annotation_text(it),
                                       colours.get(parent_domain(it.sdtm.domain), "#eeeeee") if it.sdtm.domain else "#e4e4e4"))
         out_bands.append(tuple(band_cells))
     legend_chars_per_line = usable / 1.15
-    legend_lines = sum(math.ceil((len(e.question) + sum(len(k) + len(v) + 4 for k, v in e.keys)) / legend_chars_per_line) for e in legend)
+    legend_lines = sum(math.ceil((len(e.question) + len(e.note) + sum(len(k) + len(v) + 4 for k, v in e.keys)) / legend_chars_per_line) for e in legend)
     available = (sheet.height_mm - MARGIN_TOP - MARGIN_BOTTOM - LOG_TITLE_MM - LOG_SAFETY_MM
                  - len(out_bands) * LOG_HEADER_BAND_MM - legend_lines * LOG_LEGEND_LINE_MM)
     per_page = max(1, int(available // (len(out_bands) * LOG_BAND_MM + 0.6)))

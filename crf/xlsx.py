@@ -555,11 +555,11 @@ class _Builder:
                 try:
                     c.value = translate(item.derived, resolve)
                     role = "derived"
-                    note = f"Calculated: {item.derived}"
+                    note = f"{_derived_words(item)}. The workbook calculates it."
                     self.st(c, ITALIC_GREY, READONLY_FILL, BOX, TOP, LOCKED, fmt)
                 except Untranslatable:
                     role = "manual"
-                    note = f"Calculated by the data manager ({item.derived}); leave blank."
+                    note = f"{_derived_words(item)}. Calculated by the data manager; leave blank."
                     self.st(c, None, MANUAL_FILL, BOX, TOP, LOCKED, fmt)
         else:
             role = "input"
@@ -990,6 +990,11 @@ def _help_text(item: Item, role: str, note: str) -> str:
     if item.help:
         parts.append(item.help)
     return " ".join(parts)
+
+
+def _derived_words(item: Item) -> str:
+    """What a calculated item is, in the study's words (x-derived-label), never its expression."""
+    return (item.derived_label or "Calculated").rstrip(". ")
 
 
 def _short_hint(item: Item) -> str:

@@ -15,6 +15,7 @@ from crf.pdf_layout import PAGE_SIZES, entry_for, form_rows, integer_digits, log
 from crf.loader import load_study
 
 from conftest import MINI_STUDY
+from pagecheck import page_problems, read_pages
 
 
 def normalise(text: str) -> str:
@@ -52,6 +53,13 @@ def outline_titles(path: Path) -> list[tuple[int, str]]:
 def shipped_pdfs(study, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shipped") / "pdf"
     build_pdfs(study, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shipped_letter_pdfs(study, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("shipped-letter") / "pdf"
+    build_pdfs(study, out, page_size="Letter")
     return out
 
 
@@ -139,6 +147,30 @@ def test_letter_and_pdfa(mini_study, tmp_path):
     assert len(written) == 2 + 1 + 2  # two visits, one log, book and aCRF
 
 
+# -- every page looked at ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", ["A4", "Letter"])
+def test_no_page_draws_words_over_words_or_is_left_nearly_empty(size, shipped_pdfs, shipped_letter_pdfs, mini_builds):
+    folders = [shipped_pdfs if size == "A4" else shipped_letter_pdfs] + ([mini_builds[0]] if size == "A4" else [])
+    problems = [line for folder in folders for path in sorted(folder.glob("*.pdf")) for line in page_problems(path)]
+    assert not problems, f"{len(problems)} page problems:\n" + "\n".join(problems[:40])
+
+
+def test_page_check_sees_drawn_over_text_and_a_lone_item(tmp_path):
+    from weasyprint import HTML
+
+    html = ('<body style="margin:0">'
+            '<p style="margin: 150mm 0 0 0">Serious? Yes No</p>'
+            '<p style="margin: -2.5mm 0 0 2mm">If serious: resulted in death?</p>'
+            '<p style="break-before: page; margin-top: 12mm">Ethnicity</p></body>')
+    path = tmp_path / "bad.pdf"
+    HTML(string=html).write_pdf(path)
+    problems = page_problems(path)
+    assert any("p.1" in p and "drawn over" in p for p in problems), problems
+    assert any("p.2" in p and "of the page used" in p and "Ethnicity" in p for p in problems), problems
+    assert len(read_pages(path)) == 2
+
+
 # -- the tiny second study, reproducibility ----------------------------------------------------
 
 def test_mini_study_renders(mini_study, mini_builds):
@@ -182,7 +214,9 @@ def test_entry_areas_follow_item_types(study):
     assert entry_for(vs.item("BMI")).kind == "calculated"
     assert entry_for(vs.item("VSTPT")).text == vs.item("VSTPT").codelist.label("VISIT")
     ex = study.visit("V1").form("EX").form
-    assert entry_for(ex.item("EXPLDOS")).text == "calculated: 10 x EXWT"
+    # the study's words for a calculated item, never its expression
+    assert entry_for(ex.item("EXPLDOS")).text == "Planned dose, calculated as 10 mg per kg of the body weight above"
+    assert entry_for(study.visit("SCR").form("DM").form.item("AGE")).text == "Age at consent, calculated from the birth date and the consent date"
     rows = {r.item.id: r for r in form_rows(ex, {})}
     assert rows["EXREASND"].depth == 1 and rows["EXINTRS"].depth == 2
     ids = [r.item.id for r in form_rows(ex, {})]

@@ -209,3 +209,30 @@ def test_build_usage_errors_exit_2_without_traceback(args, tmp_path):
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert not any(tmp_path.rglob("*.xlsx"))
+
+
+def test_calculated_item_needs_words_for_the_site(study_copy):
+    folder = study_copy()
+    double = {"type": "integer", "title": "Heart rate doubled", "x-derived": "2 * HR", "x-sdtm": "NOT SUBMITTED"}
+    edit_json(folder / "forms/vitals.json", lambda d: d["properties"].update({"HR2": double}))
+    found = problems_of(folder)
+    assert found == [("forms/vitals.json", "/properties/HR2")]
+    edit_json(folder / "forms/vitals.json", lambda d: d["properties"]["HR2"].update({"x-derived-label": "Twice the heart rate, calculated"}))
+    item = load_study(folder).visits[0].forms[0].form.item("HR2")
+    assert item.derived_label == "Twice the heart rate, calculated"
+    # a constant needs no words: it is printed as its value
+    edit_json(folder / "forms/vitals.json", lambda d: d["properties"].update({"UNIT": {"type": "string", "title": "Unit", "x-derived": '"bpm"', "x-sdtm": "NOT SUBMITTED"}}))
+    assert load_study(folder).visits[0].forms[0].form.item("UNIT").derived == '"bpm"'
+
+
+def test_cdisc_terms_are_printed_as_cdisc_writes_them(study):
+    # CDISC CT / OMB race and ethnicity categories, as published (proper nouns keep their capitals)
+    expected = {
+        "RACE": {"AMERICAN INDIAN OR ALASKA NATIVE": "American Indian or Alaska Native", "BLACK OR AFRICAN AMERICAN": "Black or African American",
+                 "NATIVE HAWAIIAN OR OTHER PACIFIC ISLANDER": "Native Hawaiian or Other Pacific Islander", "ASIAN": "Asian", "WHITE": "White"},
+        "ETHNIC": {"HISPANIC OR LATINO": "Hispanic or Latino", "NOT HISPANIC OR LATINO": "Not Hispanic or Latino"},
+    }
+    dm = study.visit("SCR").form("DM").form
+    for item_id, labels in expected.items():
+        codelist = dm.item(item_id).codelist
+        assert {code: codelist.label(code) for code in labels} == labels

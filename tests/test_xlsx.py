@@ -329,6 +329,14 @@ def test_derived_fixed_and_manual_cells(study, built):
         assert cell.value is None and cell.protection.locked is not False
     help_cell = wb[by_path["/visits/SCR/NMO/N12"]["sheet"]]["F" + by_path["/visits/SCR/NMO/N12"]["cell"][1:]]
     assert "data manager" in help_cell.value
+    # the site reads what the item is (x-derived-label), never the expression behind it
+    assert "Counted from the prior-attack log: qualifying attacks that began in the 365 days" in help_cell.value
+    age_help = wb[age["sheet"]]["F" + age["cell"][1:]].value
+    assert "Age at consent, calculated from the birth date and the consent date" in age_help
+    for r in table:
+        if r["role"] in ("derived", "manual"):
+            text = wb[r["sheet"]]["F" + r["cell"][1:]].value or ""
+            assert not any(code in text for code in ("count(", "years_between", "==", "days_between", " * ")), (r["path"], text)
 
 
 def test_formula_translation():
