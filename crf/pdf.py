@@ -182,9 +182,12 @@ class PdfBuilder:
 
     def render_front(self, heading: str, toc: list[TocEntry], notes: Sequence[str] = (), link_toc: bool = True) -> Document:
         return self._render("front.html.j2", self._context(
-            f"{self.study.id} {heading}", heading=heading, toc=toc, schedule=schedule_matrix(self.study),
-            assumptions=self.study.assumptions, notes=list(notes), link_toc=link_toc,
-            page_label=f"{self.page_size} (logs landscape)"))
+            f"{self.study.id} {heading}", heading=heading,
+            **self._front_context(toc, notes, link_toc)))
+
+    def _front_context(self, toc: list[TocEntry], notes: Sequence[str], link_toc: bool, toc_counter: bool = False) -> dict[str, Any]:
+        return {"toc": toc, "schedule": schedule_matrix(self.study), "assumptions": self.study.assumptions, "notes": list(notes),
+                "link_toc": link_toc, "toc_counter": toc_counter, "page_label": f"{self.page_size} (logs landscape)"}
 
     def _front_with_pages(self, heading: str, toc_for: Callable[[int], list[TocEntry]], notes: Sequence[str] = (),
                           link_toc: bool = True, guess: int = 3) -> Document:
@@ -333,18 +336,15 @@ class PdfBuilder:
             first = view.pages[0]
             # One annotated sample page per log is enough: every row is the same form.
             logs.append(replace(view, anchor=f"acrf-log-{lg.id}", pages=(replace(first, rows=first.rows[:2]),)))
-        body = self._render("acrf.html.j2", self._context(f"{self.study.id} annotated CRF", forms=forms, logs=logs))
-
-        def toc_for(front_pages: int) -> list[TocEntry]:
-            entries = [TocEntry(f"{f.name}: {f.title} ({f.label})", f.anchor, front_pages + 1 + _anchor_page(body, f.anchor)) for f in forms]
-            entries += [TocEntry(f"Log {v.log.id}: {v.log.label}", v.anchor, front_pages + 1 + _anchor_page(body, v.anchor)) for v in logs]
-            return [TocEntry("Forms", forms[0].anchor if forms else "", entries[0].page if entries else 0, 1, entries)]
-
+        entries = [TocEntry(f"{f.name}: {f.title} ({f.label})", f.anchor) for f in forms]
+        entries += [TocEntry(f"Log {v.log.id}: {v.log.label}", v.anchor) for v in logs]
+        toc = [TocEntry("Forms", forms[0].anchor if forms else "", 0, 1, entries)]
         notes = ["Each distinct form is annotated once; bookmarks list the forms by visit and by form.",
                  "Annotations give the SDTM variable (with its test code where several tests share it); "
-                 "supplemental qualifiers read QVAL where QNAM = ... in SUPP--; NOT SUBMITTED marks items collected but not submitted."]
-        front = self._front_with_pages("Annotated CRF", toc_for, notes)
-        acrf = front.copy([*front.pages, *body.pages])
+                 "supplemental qualifiers read QVAL where QNAM = ... in SUPP--; [NOT SUBMITTED] marks items collected but not submitted."]
+        acrf = self._render("acrf.html.j2", self._context(
+            f"{self.study.id} annotated CRF", heading="Annotated CRF", forms=forms, logs=logs,
+            **self._front_context(toc, notes, link_toc=True, toc_counter=True)))
         acrf.metadata.title = f"{self.study.id} annotated CRF (SDTM), CRF version {self.study.form_version}"
         outline = _AcrfOutline(self.study, forms, logs)
         original_tree = acrf.make_bookmark_tree

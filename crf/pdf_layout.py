@@ -17,13 +17,22 @@ DEFAULT_INTEGER_DIGITS = 5  # an input number with no upper limit
 TEXT_CHARS_PER_LINE = 70
 MAX_TEXT_LINES = 4
 
-# SDTM domain names printed in the annotated CRF's domain boxes.
+# SDTM domain names (SDTMIG 3.4) printed in the annotated CRF's domain boxes ("DM = Demographics").
 DOMAIN_NAMES = {
-    "AE": "Adverse Events", "CE": "Clinical Events", "CM": "Concomitant/Prior Medications",
-    "DM": "Demographics", "DS": "Disposition", "DV": "Protocol Deviations", "EC": "Exposure as Collected",
-    "EX": "Exposure", "IE": "Inclusion/Exclusion Criteria Not Met", "LB": "Laboratory Test Results",
-    "MH": "Medical History", "QS": "Questionnaires", "RP": "Reproductive System Findings",
-    "RS": "Disease Response and Clin Classification", "SV": "Subject Visits", "VS": "Vital Signs",
+    "AE": "Adverse Events", "AG": "Procedure Agents", "BE": "Biospecimen Events", "BS": "Biospecimen Findings",
+    "CE": "Clinical Events", "CM": "Concomitant/Prior Medications", "CO": "Comments", "CP": "Cell Phenotype Findings",
+    "CV": "Cardiovascular System Findings", "DA": "Product Accountability", "DD": "Death Details", "DM": "Demographics",
+    "DS": "Disposition", "DV": "Protocol Deviations", "EC": "Exposure as Collected", "EG": "ECG Test Results",
+    "EX": "Exposure", "FA": "Findings About Events or Interventions", "FT": "Functional Tests", "GF": "Genomics Findings",
+    "HO": "Healthcare Encounters", "IE": "Inclusion/Exclusion Criteria Not Met", "IS": "Immunogenicity Specimen Assessments",
+    "LB": "Laboratory Test Results", "MB": "Microbiology Specimen", "MH": "Medical History", "MI": "Microscopic Findings",
+    "MK": "Musculoskeletal System Findings", "ML": "Meal Data", "MS": "Microbiology Susceptibility",
+    "NV": "Nervous System Findings", "OE": "Ophthalmic Examinations", "PC": "Pharmacokinetics Concentrations",
+    "PE": "Physical Examination", "PP": "Pharmacokinetics Parameters", "PR": "Procedures", "QS": "Questionnaires",
+    "RE": "Respiratory System Findings", "RP": "Reproductive System Findings", "RS": "Disease Response and Clin Classification",
+    "SC": "Subject Characteristics", "SE": "Subject Elements", "SM": "Subject Disease Milestones", "SR": "Skin Response",
+    "SS": "Subject Status", "SU": "Substance Use", "SV": "Subject Visits", "TR": "Tumor/Lesion Results",
+    "TU": "Tumor/Lesion Identification", "UR": "Urinary System Findings", "VS": "Vital Signs",
 }
 # One colour per domain, assigned in sorted domain order so the same study always gets the same colours.
 DOMAIN_PALETTE = (
@@ -158,6 +167,8 @@ def parent_domain(domain: str) -> str:
 
 
 def annotation_text(item: Item) -> str:
+    if not item.sdtm.submitted:
+        return "[NOT SUBMITTED]"  # in brackets, as the Metadata Submission Guidelines write it
     text = item.sdtm.annotation()
     if item.sdtm.submitted and item.sdtm.variable == "QVAL" and item.sdtm.domain:
         text += f" in {item.sdtm.domain}"
@@ -185,7 +196,11 @@ def domain_boxes(form: Form, colours: dict[str, str]) -> tuple[DomainBox, ...]:
             found.setdefault(parent, set())
             if it.sdtm.domain != parent:
                 found[parent].add(it.sdtm.domain)
-    return tuple(DomainBox(d, DOMAIN_NAMES.get(d, d), colours.get(d, "#eeeeee"), tuple(sorted(found[d]))) for d in sorted(found))
+    unnamed = sorted(d for d in found if d not in DOMAIN_NAMES)
+    if unnamed:
+        raise PdfBuildError(f"form {form.id}: SDTM domain {', '.join(unnamed)} is not an SDTMIG domain, so its aCRF box cannot name it "
+                            f"(a box reads \"DM = Demographics\"); use one of {', '.join(sorted(DOMAIN_NAMES))}")
+    return tuple(DomainBox(d, DOMAIN_NAMES[d], colours.get(d, "#eeeeee"), tuple(sorted(found[d]))) for d in sorted(found))
 
 
 # -- form rows -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from crf.model import ItemKind
 from crf.pdf import ACRF_NAME, BOOK_NAME, PdfBuilder, PdfBuildError, build_pdfs
-from crf.pdf_layout import PAGE_SIZES, entry_for, form_rows, integer_digits, log_view
+from crf.pdf_layout import PAGE_SIZES, entry_for, form_rows, integer_digits, log_view, unique_instances
 from crf.loader import load_study
 
 from conftest import MINI_STUDY
@@ -27,6 +27,30 @@ def pdf_text(path: Path) -> str:
     # pdftotext (poppler) is far faster than pypdf on a few hundred pages; -raw keeps hyphens at line ends
     result = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True, text=True)
     return normalise(result.stdout)
+
+
+def page_texts(path: Path) -> list[str]:
+    """The text of each page (pdftotext separates pages with a form feed)."""
+    result = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True, text=True)
+    return [normalise(page) for page in result.stdout.split("\f")[:-1]]
+
+
+def outline_pages(path: Path) -> list[tuple[tuple[str, ...], int]]:
+    """Every bookmark as (its path of titles, 1-based page it opens)."""
+    reader = PdfReader(path)
+    found: list[tuple[tuple[str, ...], int]] = []
+
+    def walk(nodes, trail):
+        last = trail
+        for node in nodes:
+            if isinstance(node, list):
+                walk(node, last)
+            else:
+                last = (*trail, node.title)
+                found.append((last, reader.get_destination_page_number(node) + 1))
+
+    walk(reader.outline, ())
+    return found
 
 
 def page_count(path: Path) -> int:
@@ -135,6 +159,72 @@ def test_acrf_annotates_every_item(study, shipped_pdfs):
     assert "VS = Vital Signs" in text
     top = [t for depth, t in outline_titles(path) if depth == 0]
     assert {"Visits", "Forms", "Logs"} <= set(top)
+
+
+def test_acrf_contents_bookmarks_and_footers_give_the_same_pages(study, shipped_pdfs):
+    path = shipped_pdfs / ACRF_NAME
+    pages = page_texts(path)
+    total = len(pages)
+    layout = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True, text=True).stdout
+    contents = [(normalise(m.group(1)), int(m.group(2))) for m in re.finditer(r"^\s*(\S.*?\S)\s{2,}(\d+)\s*$", layout, re.M)]
+    by_form = [(trail[-1], page) for trail, page in outline_pages(path) if len(trail) == 2 and trail[0] == "Forms"]
+    assert len(by_form) == len(unique_instances(study))
+    for label, page in by_form:
+        name, _, rest = label.partition(": ")
+        title = rest.rsplit(" (", 1)[0]
+        text = pages[page - 1]
+        assert f"Page {page} of {total}" in text, (label, page)  # the footer of the page the bookmark opens
+        assert normalise(title) in text, (label, page)  # ... shows that form
+        assert (normalise(label), page) in contents, (label, page)  # ... and the contents say so
+
+
+def test_acrf_bookmarks_by_visit_and_by_form(study, shipped_pdfs):
+    marks = outline_pages(shipped_pdfs / ACRF_NAME)
+    visits = {trail[1]: page for trail, page in marks if len(trail) == 2 and trail[0] == "Visits"}
+    assert list(visits) == [f"{v.id} {v.label}" for v in study.visits if v.forms]
+    by_form = [(trail[1].rsplit(" (", 1)[0], page) for trail, page in marks if len(trail) == 2 and trail[0] == "Forms"]
+    for visit in study.visits:
+        forms = {trail[2]: page for trail, page in marks if len(trail) == 3 and trail[:2] == ("Visits", f"{visit.id} {visit.label}")}
+        assert list(forms) == [f"{inst.name}: {inst.title}" for inst in visit.forms], visit.id
+        # a form used at many visits is annotated once: every visit's bookmark opens that one page
+        for label, page in forms.items():
+            matches = [p for name, p in by_form if name == label]
+            assert page in matches, (visit.id, label)
+    assert {t[1] for t, _ in marks if len(t) == 2 and t[0] == "Logs"} == {f"Log {lg.id}: {lg.label}" for lg in study.logs}
+
+
+def test_acrf_every_collected_item_is_annotated_beside_its_question(study, shipped_pdfs):
+    """Each item's annotation sits in its own row: right after its question (and small print) on the page."""
+    pages = page_texts(shipped_pdfs / ACRF_NAME)
+    text = " ".join(pages)
+    missing = []
+    for inst, _visits in unique_instances(study):
+        heading = text.find(f"{normalise(inst.title)} {inst.form.code + ' ' if inst.form.code else ''}{inst.form.id}")
+        assert heading >= 0, inst.name
+        cursor = heading + 1
+        for row in form_rows(inst.form, {}):  # in printed order: each question after the one before
+            at = text.find(normalise(row.item.question), cursor)
+            annotation = normalise(row.annotation)
+            if at < 0 or annotation not in text[at:at + 900]:
+                missing.append(f"{inst.name}.{row.item.id}: {annotation}")
+            else:
+                cursor = at + 1
+    assert not missing, missing
+    assert text.count("[NOT SUBMITTED]") >= len({it.id for _, _, it in study.iter_fields() if not it.sdtm.submitted})
+    # domain boxes name the domain: "DM = Demographics", never "SC = SC"
+    boxes = re.findall(r"\b([A-Z]{2}) = ([A-Z][a-z][\w/ ]*)", text)
+    assert ("DM", "Demographics") in [(d, n[:12]) for d, n in boxes]
+    assert not re.search(r"\b([A-Z]{2}) = \1\b", text)
+
+
+def test_unknown_sdtm_domain_is_an_error_naming_the_form(mini_study):
+    inst = mini_study.visits[0].forms[0]
+    item = inst.form.items[0]
+    odd = replace(item, sdtm=replace(item.sdtm, domain="XZ"))
+    broken_form = replace(inst.form, items=(odd, *inst.form.items[1:]))
+    broken = replace(mini_study, visits=(replace(mini_study.visits[0], forms=(replace(inst, form=broken_form), *mini_study.visits[0].forms[1:])), *mini_study.visits[1:]))
+    with pytest.raises(PdfBuildError, match=r"form VIT: SDTM domain XZ"):
+        PdfBuilder(broken)
 
 
 def test_letter_and_pdfa(mini_study, tmp_path):

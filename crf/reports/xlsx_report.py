@@ -21,11 +21,15 @@ from . import finding_row, neutralise, text_of
 
 FIXED_TIME = dt.datetime(2000, 1, 1)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-QUERY_COLUMNS = (("id", "Query id", 14), ("severity", "Severity", 12), ("rule", "Rule", 16), ("site", "Site", 6),
-                 ("subject", "Subject", 10), ("visit", "Visit", 7), ("sheet", "Sheet", 22), ("cell", "Cell", 7),
-                 ("field", "Field", 10), ("row", "Log row", 7), ("value", "Value found", 18), ("expected", "Expected", 22),
-                 ("message", "Query", 70), ("file", "File", 24))
-ANSWER_COLUMNS = (("Site answer", 40), ("Corrected value", 16), ("Answered by", 14), ("Date answered", 13))
+# Widths (characters) chosen so the whole row prints one page wide in landscape at a readable size.
+QUERY_COLUMNS = (("id", "Query id", 13), ("severity", "Severity", 9), ("rule", "Rule", 9), ("site", "Site", 5),
+                 ("subject", "Subject", 8), ("visit", "Visit", 6), ("sheet", "Sheet", 12), ("cell", "Cell", 6),
+                 ("field", "Field", 9), ("row", "Log row", 5), ("value", "Value found", 12), ("expected", "Expected", 15),
+                 ("message", "Query", 44), ("file", "File", 14))
+ANSWER_COLUMNS = (("Site answer", 26), ("Corrected value", 11), ("Answered by", 10), ("Date answered", 10))
+BODY_POINTS = 9  # body font size; row heights are computed for it
+LINE_POINTS = 11.6  # one wrapped line at 9 pt in LibreOffice and Excel
+CHARS_PER_WIDTH = 1.3  # characters of 9 pt text per unit of column width (LibreOffice fits about 1.5), kept low for wide letters
 HEADER_FILL = PatternFill("solid", fgColor="BDD7EE")
 ANSWER_FILL = PatternFill("solid", fgColor="FFF2CC")
 
@@ -34,6 +38,49 @@ def _text_cell(ws: Any, row: int, col: int, value: str) -> None:
     cell = ws.cell(row=row, column=col)
     cell.value = value
     cell.data_type = "s"  # text, even when it looks like a formula or a number
+
+
+def _shown(key: str, text: str) -> str:
+    # the file's name is what a site recognises; its folder on the data manager's disk is noise on paper
+    return text.replace("\\", "/").rsplit("/", 1)[-1] if key == "file" else text
+
+
+def _row_height(texts: list[str], widths: list[int]) -> float:
+    """Points needed by the tallest wrapped cell of a row (an estimate erring on the tall side)."""
+    lines = 1
+    for text, width in zip(texts, widths):
+        per_line = max(1, int(width * CHARS_PER_WIDTH))
+        lines = max(lines, sum(max(1, -(-len(part) // per_line)) for part in text.split("\n")))
+    return round(lines * LINE_POINTS + 3, 1)
+
+
+def _print_setup(ws: Any, result: Any) -> None:
+    """Landscape, one page wide, header row on every page; study, site(s) and date in every page's margins."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0  # as many pages down as needed
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
+    ws.print_options.gridLines = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.page_margins.header = ws.page_margins.footer = 0.25
+    sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
+    site_text = ("Site " if len(sites) == 1 else "Sites ") + ", ".join(sites) if sites else "All sites"
+    study = result.study
+    ws.oddHeader.left.text = _header_text(f"{study.id} · protocol {study.protocol_version} · CRF version {study.form_version}")
+    ws.oddHeader.center.text = "Query listing"
+    ws.oddHeader.right.text = _header_text(site_text)
+    generated = _header_text(f"Generated {result.generated} · ") if result.generated else ""
+    ws.oddFooter.left.text = f"{generated}printed &D"
+    ws.oddFooter.right.text = "Page &P of &N"
+    for part in (ws.oddHeader.left, ws.oddHeader.center, ws.oddHeader.right, ws.oddFooter.left, ws.oddFooter.right):
+        part.size = 9
+
+
+def _header_text(text: str) -> str:
+    return text.replace("&", "&&")  # & starts a header code (&P, &D)
 
 
 def render_xlsx(result: Any) -> bytes:
@@ -46,24 +93,34 @@ def render_xlsx(result: Any) -> bytes:
         ws.cell(row=1, column=col).font = Font(bold=True)
         ws.cell(row=1, column=col).fill = HEADER_FILL
     wrap = Alignment(wrap_text=True, vertical="top")
+    body_font = Font(size=BODY_POINTS)
+    widths = [w for _, _, w in QUERY_COLUMNS] + [w for _, w in ANSWER_COLUMNS]
+    ws.row_dimensions[1].height = _row_height(headers, widths)
+    for col in range(1, len(headers) + 1):
+        ws.cell(row=1, column=col).alignment = wrap
     r = 1
     for f in result.findings:
         if f.severity is Severity.WARNING:  # notes for the data manager, nothing for a site to answer
             continue
         r += 1
         row = finding_row(f)
-        for col, (key, _, _) in enumerate(QUERY_COLUMNS, start=1):
-            _text_cell(ws, r, col, neutralise(text_of(row[key]))[:32000])
+        texts = [neutralise(_shown(key, text_of(row[key])))[:32000] for key, _, _ in QUERY_COLUMNS]
+        for col, text in enumerate(texts, start=1):
+            _text_cell(ws, r, col, text)
             ws.cell(row=r, column=col).alignment = wrap
+            ws.cell(row=r, column=col).font = body_font
+        # An explicit height: LibreOffice keeps the default row height for wrapped text written by openpyxl,
+        # and the text then prints over the next row.
+        ws.row_dimensions[r].height = _row_height(texts, widths)
         for col in range(len(QUERY_COLUMNS) + 1, len(headers) + 1):
             ws.cell(row=r, column=col).fill = ANSWER_FILL
             ws.cell(row=r, column=col).number_format = "@"
-    widths = [w for _, _, w in QUERY_COLUMNS] + [w for _, w in ANSWER_COLUMNS]
     for col, width in enumerate(widths, start=1):
         ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
     ws.freeze_panes = "A2"
     if r > 1:
         ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
+    _print_setup(ws, result)
     about = wb.create_sheet("About")
     info = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
             ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
@@ -75,6 +132,14 @@ def render_xlsx(result: Any) -> bytes:
         _text_cell(about, i, 2, neutralise(v))
     about.column_dimensions["A"].width = 18
     about.column_dimensions["B"].width = 90
+    for i, (_, v) in enumerate(info, start=1):
+        about.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
+        about.row_dimensions[i].height = _row_height([str(v)], [90])
+    about.page_setup.orientation = "landscape"
+    about.page_setup.paperSize = about.PAPERSIZE_A4
+    about.page_setup.fitToWidth = 1
+    about.page_setup.fitToHeight = 0
+    about.sheet_properties.pageSetUpPr.fitToPage = True
     wb.properties.creator = "open-ecrf"
     wb.properties.created = FIXED_TIME
     wb.properties.modified = FIXED_TIME
