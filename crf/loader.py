@@ -9,7 +9,6 @@ form instances, expressions that parse.
 from __future__ import annotations
 
 
-import ast
 
 import hashlib
 import json
@@ -506,10 +505,6 @@ class _Loader:
                     self.problem(file, ptr + "/x-derived", f"item {name}: unknown function {', '.join(f + '()' for f in unknown)} in {derived!r}; see docs/edit-checks.md for the functions")
             except expressions.ExpressionError as exc:
                 self.problem(file, ptr + "/x-derived", f"item {name}: {exc}")
-            else:
-                if not spec.get("x-derived-label") and not _is_constant(derived):
-                    self.problem(file, ptr, f"item {name}: a calculated item needs \"x-derived-label\", the words printed for the site "
-                                 f"instead of its expression (e.g. \"Age at consent, calculated from the birth date and the consent date\")")
         elif spec.get("x-derived-label"):
             self.problem(file, ptr + "/x-derived-label", f"item {name}: x-derived-label without x-derived; remove it or add the expression")
         max_length = spec.get("maxLength")
@@ -559,12 +554,6 @@ class _Loader:
                 if it.codelist:
                     seen.setdefault(it.codelist.id, it.codelist)
         return tuple(sorted(seen.values(), key=lambda c: c.id))
-
-
-def _is_constant(text: str) -> bool:
-    """A derived item that is a plain constant ("mg") is printed as its value and needs no words."""
-    body = expressions.parse(text).tree.body
-    return isinstance(body, ast.Constant) and isinstance(body.value, (str, int, float)) and not isinstance(body.value, bool)
 
 
 def _known_functions() -> frozenset[str]:

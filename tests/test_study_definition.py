@@ -211,18 +211,22 @@ def test_build_usage_errors_exit_2_without_traceback(args, tmp_path):
     assert not any(tmp_path.rglob("*.xlsx"))
 
 
-def test_calculated_item_needs_words_for_the_site(study_copy):
+def test_calculated_items_carry_words_for_the_site(study, study_copy):
+    from crf.pdf_layout import entry_for
+
+    for _, _, item in study.iter_fields():
+        if item.derived and not item.derived.startswith('"'):
+            assert item.derived_label, f"{item.pointer}: a calculated item of the shipped study without x-derived-label"
     folder = study_copy()
     double = {"type": "integer", "title": "Heart rate doubled", "x-derived": "2 * HR", "x-sdtm": "NOT SUBMITTED"}
     edit_json(folder / "forms/vitals.json", lambda d: d["properties"].update({"HR2": double}))
-    found = problems_of(folder)
-    assert found == [("forms/vitals.json", "/properties/HR2")]
+    item = load_study(folder).visits[0].forms[0].form.item("HR2")
+    assert entry_for(item).text == "Calculated"  # never the expression
     edit_json(folder / "forms/vitals.json", lambda d: d["properties"]["HR2"].update({"x-derived-label": "Twice the heart rate, calculated"}))
     item = load_study(folder).visits[0].forms[0].form.item("HR2")
-    assert item.derived_label == "Twice the heart rate, calculated"
-    # a constant needs no words: it is printed as its value
-    edit_json(folder / "forms/vitals.json", lambda d: d["properties"].update({"UNIT": {"type": "string", "title": "Unit", "x-derived": '"bpm"', "x-sdtm": "NOT SUBMITTED"}}))
-    assert load_study(folder).visits[0].forms[0].form.item("UNIT").derived == '"bpm"'
+    assert (item.derived_label, entry_for(item).text) == ("Twice the heart rate, calculated", "Twice the heart rate, calculated")
+    edit_json(folder / "forms/vitals.json", lambda d: d["properties"]["HR"].update({"x-derived-label": "words without an expression"}))
+    assert problems_of(folder) == [("forms/vitals.json", "/properties/HR/x-derived-label")]
 
 
 def test_cdisc_terms_are_printed_as_cdisc_writes_them(study):
