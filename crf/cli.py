@@ -353,14 +353,18 @@ def _store_checks(paths: tuple[Path, ...], store: Optional[str], received: Optio
 @store_option
 @click.option("--received", default=None, help="With --store: when the files were received, e.g. 2026-11-25T14:30 (default: now).")
 @wait_option
+@click.option("--casebook", "casebook_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each subject's casebook PDF (returned data laid out as the CRF book, findings beside items) into this folder.")
+@click.option("--page-size", type=click.Choice(["A4", "Letter"]), default="A4", show_default=True, help="Page size of the casebooks.")
 def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optional[Path], jobs: Optional[int],
              today: Optional[object], timestamp: Optional[str], progress: Optional[bool], store: Optional[str] = None,
-             received: Optional[str] = None, store_wait: float = 30.0) -> None:
+             received: Optional[str] = None, store_wait: float = 30.0, casebook_dir: Optional[Path] = None,
+             page_size: str = "A4") -> None:
     """Check returned CRFs (workbooks .xlsx/.xlsm, JSON subject documents; folders are searched) and report.
 
     Exit status: 0 nothing needs action, 1 errors, open queries or major deviations, 2 usage error.
 
-    Example: python validate.py returned/ --format html --output report.html
+    Example: python validate.py returned/ --format html --output report.html --casebook casebooks/
     """
     from .readers import discover
     from .reports import render
@@ -415,6 +419,13 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
             if o.listing is not None:
                 click.echo(f"note: {o.file} is an answered query listing; its answers are recorded only with --store STUDY.db", err=True)
 
+    if casebook_dir is not None:
+        from .casebook import write_casebooks
+        from .validation import display_name
+
+        sources = {display_name(p): p for p in discover(paths)}
+        books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None)  # type: ignore[attr-defined]
+        click.echo(f"{len(books)} casebook(s) written to {casebook_dir}", err=True)
     data = render(result, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

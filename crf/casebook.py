@@ -1,0 +1,250 @@
+"""Subject casebooks: each subject's returned data printed as the CRF book, with its findings beside the items.
+
+The certified copy a sponsor archives: the same form and log templates as the blank book, each item
+with the value the site returned (blank items visible as blank), every finding printed under the item
+it is about, a cover with the visit status, the input file's SHA-256 and the study definition used.
+Values are read again from the input files (read-only, as the validator reads them). Same inputs,
+same bytes: the PDF identifier comes from the inputs and no clock is printed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from . import __version__
+from .findings import Finding, Severity
+from .model import Item, ItemKind, Study
+from .pdf import PdfBuilder
+from .pdf_layout import FormView, LogPage, LogView, form_view
+from .readers import read_file
+from .readers.base import ReadSubject
+from .validation import FileOutcome, ValidationResult, visit_statuses
+
+__all__ = ["write_casebooks", "casebook_name"]
+
+LOG_RECORDS_PER_PAGE = 4  # filled records are taller than blank ones (text wraps in its cell)
+MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the casebook prints for one item: its value as the site gave it, and the findings about it."""
+
+    text: str = ""  # the value in words ("12/MAR/2026", "Yes [Y]", "71.5 kg")
+    blank: bool = True
+    raw: str = ""  # what the site typed when it could not be read as a value (kept, never lost)
+    selected: tuple[str, ...] = ()  # codes chosen (choice items: the form's options are printed, these ticked)
+    derived: bool = False
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass
+class CaseForm:
+    view: FormView
+    shown: dict[str, Shown]
+    findings: tuple[Finding, ...] = ()  # about the form but no item of it
+
+
+@dataclass
+class CaseVisit:
+    id: str
+    label: str
+    status: str
+    date: str
+    study_day: str
+    window: str
+    present: bool
+    forms: list[CaseForm] = field(default_factory=list)
+    findings: tuple[Finding, ...] = ()  # about the visit but no form of it
+
+
+@dataclass
+class CaseLog:
+    view: LogView
+    rows: dict[int, dict[str, Shown]]  # record number (from 1) -> item id -> shown
+    row_findings: dict[int, tuple[Finding, ...]]
+    findings: tuple[Finding, ...] = ()  # about the log but no row
+
+
+def casebook_name(outcome: FileOutcome) -> str:
+    assert outcome.subject is not None
+    return f"casebook-{outcome.subject.site}-{outcome.subject.subject}.pdf".replace("/", "_")
+
+
+def write_casebooks(result: ValidationResult, sources: dict[str, Path], out_dir: Path, page_size: str = "A4",
+                    today: Optional[dt.date] = None, jobs: Optional[int] = None) -> list[Path]:
+    """One casebook PDF per usable subject file of `result`; `sources` maps a file's display name to its path.
+
+    A casebook is a whole CRF book (over a hundred pages for a subject at the end of the study), so
+    subjects are laid out in parallel, each worker with its own parsed stylesheet.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = []
+    for outcome in result.files:
+        if outcome.subject is None or outcome.file not in sources:
+            continue
+        subject = outcome.subject
+        findings = [f for f in result.findings if f.file == outcome.file or (not f.file and (f.site, f.subject) == (subject.site, subject.subject))]
+        tasks.append((outcome, str(sources[outcome.file]), findings, str(out_dir / casebook_name(outcome))))
+    jobs = max(1, min(jobs or len(os.sched_getaffinity(0)), len(tasks)))
+    if jobs == 1:
+        _worker_init(result.study, page_size, today)
+        written = [_worker_run(t) for t in tasks]
+    else:
+        context = multiprocessing.get_context("fork")  # workers inherit the loaded study
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init,
+                                 initargs=(result.study, page_size, today)) as pool:
+            written = list(pool.map(_worker_run, tasks))
+    return [Path(p) for p in written if p]
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(study: Study, page_size: str, today: Optional[dt.date]) -> None:
+    _WORKER.update(builder=PdfBuilder(study, page_size=page_size), today=today)
+
+
+def _worker_run(task: tuple[FileOutcome, str, list[Finding], str]) -> Optional[str]:
+    outcome, source, findings, target = task
+    builder: PdfBuilder = _WORKER["builder"]
+    read = read_file(Path(source), outcome.file, builder.study).subject
+    if read is None:  # changed since it was checked: nothing certified can be printed
+        return None
+    path = Path(target)
+    try:
+        document = render_casebook(builder, outcome, read, findings, _WORKER["today"])
+        builder._write(document, path, name=f"{path.name}|{outcome.sha256}")
+    except Exception as exc:  # one subject's casebook must not stop the others'; the findings stand regardless
+        sys.stderr.write(f"casebook of {outcome.file} not written: {type(exc).__name__}: {str(exc)[:200]}\n")
+        return None
+    return target
+
+
+def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject, findings: list[Finding],
+                    today: Optional[dt.date]) -> Any:
+    study = builder.study
+    assert outcome.subject is not None
+    record = read.record
+    derived = _derived(study, read)
+    placed: set[int] = set()
+
+    def about(**where: Any) -> tuple[Finding, ...]:
+        out = []
+        for n, f in enumerate(findings):
+            if n not in placed and all(getattr(f, k) == v for k, v in where.items()):
+                out.append(f)
+                placed.add(n)
+        return tuple(out)
+
+    statuses = visit_statuses(study, outcome.subject, findings)
+    visits: list[CaseVisit] = []
+    for visit in study.visits:
+        state = outcome.subject.visits.get(visit.id)
+        present = bool(state and state.present)
+        case = CaseVisit(visit.id, visit.label, statuses.get(visit.id, ""), _date_text(state.date) if state and state.date else "",
+                         "" if not state or state.study_day is None else str(state.study_day),
+                         {"in": "in window", "out": "out of window"}.get(state.window or "", "") if state else "", present)
+        if present:
+            for view in builder.visit_views[visit.id]:
+                inst = visit.form(view.name)
+                values = record.visits.get(visit.id, {}).get(inst.name, {})
+                shown = {}
+                for item in inst.items:
+                    path = f"/visits/{visit.id}/{inst.name}/{item.id}"
+                    shown[item.id] = _shown(item, values.get(item.id), read, path, derived.get(path),
+                                            about(visit=visit.id, form=inst.name, field=item.id))
+                case.forms.append(CaseForm(replace(view, anchor=f"cb-{view.anchor}"), shown, about(visit=visit.id, form=inst.name)))
+            case.findings = about(visit=visit.id)  # a visit not returned has no page: its findings go on the cover
+        visits.append(case)
+    logs: list[CaseLog] = []
+    for log in study.logs:
+        view = builder.log_views[log.id]
+        rows: dict[int, dict[str, Shown]] = {}
+        row_findings: dict[int, tuple[Finding, ...]] = {}
+        for index, values in enumerate(record.logs.get(log.id, [])):
+            number = index + 1
+            if not any(v not in (None, "", []) for v in values.values()) and not any(f.form == log.id and f.row == number for f in findings):
+                continue  # an empty row of the sheet
+            shown = {}
+            for item in log.form.items:
+                path = f"/logs/{log.id}/{index}/{item.id}"
+                shown[item.id] = _shown(item, values.get(item.id), read, path, derived.get(path), about(form=log.id, row=number, field=item.id))
+            rows[number] = shown
+            row_findings[number] = about(form=log.id, row=number)
+        numbers = sorted(rows)
+        pages = tuple(LogPage(numbers[i], tuple(numbers[i:i + LOG_RECORDS_PER_PAGE])) for i in range(0, len(numbers), LOG_RECORDS_PER_PAGE))
+        logs.append(CaseLog(replace(view, anchor=f"cb-log-{log.id}", pages=pages), rows, row_findings, about(form=log.id)))
+    remaining = tuple(f for n, f in enumerate(findings) if n not in placed)
+    counts = {s.value: sum(1 for f in findings if f.severity is s) for s in Severity}
+    subject = outcome.subject
+    title = f"{study.id} casebook of subject {subject.subject}"
+    context = builder._context(
+        title, subject=subject, outcome=outcome, visits=visits, logs=logs, general=remaining, counts=counts,
+        checked=today.isoformat() if today else "", file_name=outcome.file.replace("\\", "/").rsplit("/", 1)[-1],
+        record=record, tool=f"open-ecrf {__version__}")
+    return builder._render("casebook.html.j2", context)
+
+
+def _derived(study: Study, read: ReadSubject) -> dict[str, Any]:
+    from .rules import RuleSet
+
+    try:
+        return RuleSet.shared(study).derived_values(read.record)
+    except Exception:  # the casebook prints what can be computed; the findings already say what cannot
+        return {}
+
+
+def _shown(item: Item, value: Any, read: ReadSubject, path: str, derived: Any, findings: tuple[Finding, ...]) -> Shown:
+    issue = read.issues.get(path)
+    raw = "" if issue is None else str(issue.raw)
+    if item.fixed is not None:
+        value = item.fixed
+    is_derived = item.derived is not None
+    if value in (None, "", []) and is_derived:
+        value = read.cached.get(path, derived)
+    if value in (None, "", []):
+        return Shown(blank=True, raw=raw, derived=is_derived, findings=findings)
+    return Shown(_value_text(item, value), False, raw, _selected(item, value), is_derived, findings)
+
+
+def _selected(item: Item, value: Any) -> tuple[str, ...]:
+    if item.kind == ItemKind.MULTI_CHOICE and isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value)
+    if item.kind == ItemKind.CHOICE:
+        return (str(value),)
+    return ()
+
+
+def _value_text(item: Item, value: Any) -> str:
+    if item.codelist is not None:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return "; ".join(f"{item.codelist.label(v)} [{v}]" for v in values)
+    if item.kind in (ItemKind.DATE, ItemKind.PARTIAL_DATE) and isinstance(value, str):
+        return _date_text(value)
+    if isinstance(value, float) and item.kind == ItemKind.DECIMAL:
+        text = f"{value:.{item.decimals}f}"
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    else:
+        text = str(value)
+    return f"{text} {item.unit}" if item.unit else text
+
+
+def _date_text(iso: str) -> str:
+    """2026-03-12 as the forms ask for it (12/MAR/2026); partial dates keep their UN/UNK parts."""
+    parts = iso.split("-")
+    if len(parts) == 3 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
+        return f"{parts[2]}/{MONTHS[int(parts[1]) - 1]}/{parts[0]}"
+    if len(parts) == 2 and parts[1].isdigit() and 1 <= int(parts[1]) <= 12:
+        return f"UN/{MONTHS[int(parts[1]) - 1]}/{parts[0]}"
+    if len(parts) == 1 and parts[0].isdigit():
+        return f"UN/UNK/{parts[0]}"
+    return iso
+
