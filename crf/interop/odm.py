@@ -41,6 +41,7 @@ ALIAS_MIN_ITEMS = "open-ecrf:min-items"
 ALIAS_REFERENCE_RANGE = "open-ecrf:reference-range"  # "low/high"
 ALIAS_REQUIRED_WITH = "open-ecrf:required-with"
 ALIAS_SDTM_WHERE = "open-ecrf:sdtm-where"
+ALIAS_DERIVED_LABEL = "open-ecrf:derived-label"  # x-derived-label: the words printed for a calculated item
 ALIAS_C_CODE = "nci:ExtCodeID"  # the context CDISC controlled terminology uses for NCI C-codes
 EXPRESSION_CONTEXT = "open-ecrf"  # FormalExpression in our expression language (docs/study-definition.md)
 XPATH_CONTEXT = "XPath"

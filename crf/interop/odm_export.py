@@ -357,6 +357,8 @@ class _Exporter:
         node = _el(mdv, "MethodDef", {"OID": f"MT.{form.id}.{it.id}", "Name": f"Derivation of {form.id}.{it.id}", "Type": "Computation"})
         _translated(node, "Description", f"{it.question}: computed by the eCRF as {it.derived}")
         _el(node, "FormalExpression", {"Context": o.EXPRESSION_CONTEXT}, it.derived)
+        if it.derived_label:
+            _alias(node, o.ALIAS_DERIVED_LABEL, it.derived_label)
 
 
 def _code_text(code: Any) -> str:

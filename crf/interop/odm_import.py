@@ -626,6 +626,9 @@ class _Importer:
             try:
                 expressions.parse(ours[0])
                 form.items[item_id]["x-derived"] = ours[0]
+                label = _aliases(method).get(o.ALIAS_DERIVED_LABEL)
+                if label:
+                    form.items[item_id]["x-derived-label"] = label
                 return
             except expressions.ExpressionError as exc:
                 self.note("dropped", method, f"derivation of {item_id} ({ours[0]!r}) does not parse: {exc}; it stays an entry field")
