@@ -10,7 +10,7 @@ import datetime as dt
 import io
 import re
 import zipfile
-from typing import Any
+from typing import Any, Optional
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -54,7 +54,7 @@ def _row_height(texts: list[str], widths: list[int]) -> float:
     return round(lines * LINE_POINTS + 3, 1)
 
 
-def _print_setup(ws: Any, result: Any) -> None:
+def print_setup(ws: Any, study: Any, sites: list[str], generated: Optional[str]) -> None:
     """Landscape, one page wide, header row on every page; study, site(s) and date in every page's margins."""
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
@@ -66,17 +66,27 @@ def _print_setup(ws: Any, result: Any) -> None:
     ws.page_margins.left = ws.page_margins.right = 0.4
     ws.page_margins.top = ws.page_margins.bottom = 0.6
     ws.page_margins.header = ws.page_margins.footer = 0.25
-    sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
     site_text = ("Site " if len(sites) == 1 else "Sites ") + ", ".join(sites) if sites else "All sites"
-    study = result.study
     ws.oddHeader.left.text = _header_text(f"{study.id} · protocol {study.protocol_version} · CRF version {study.form_version}")
     ws.oddHeader.center.text = "Query listing"
     ws.oddHeader.right.text = _header_text(site_text)
-    generated = _header_text(f"Generated {result.generated} · ") if result.generated else ""
-    ws.oddFooter.left.text = f"{generated}printed &D"
+    stamp = _header_text(f"Generated {generated} · ") if generated else ""
+    ws.oddFooter.left.text = f"{stamp}printed &D"
     ws.oddFooter.right.text = "Page &P of &N"
     for part in (ws.oddHeader.left, ws.oddHeader.center, ws.oddHeader.right, ws.oddFooter.left, ws.oddFooter.right):
         part.size = 9
+
+
+def fit_rows(ws: Any, widths: list[int]) -> None:
+    """Body font and a row height for each row's wrapped text (LibreOffice keeps one line for rows written
+    by openpyxl, and the text then prints over the next row)."""
+    body_font = Font(size=BODY_POINTS)
+    for r, row in enumerate(ws.iter_rows(), start=1):
+        texts = [str(c.value or "") for c in row]
+        ws.row_dimensions[r].height = _row_height(texts, widths)
+        if r > 1:
+            for c in row:
+                c.font = body_font
 
 
 def _header_text(text: str) -> str:
@@ -93,9 +103,7 @@ def render_xlsx(result: Any) -> bytes:
         ws.cell(row=1, column=col).font = Font(bold=True)
         ws.cell(row=1, column=col).fill = HEADER_FILL
     wrap = Alignment(wrap_text=True, vertical="top")
-    body_font = Font(size=BODY_POINTS)
     widths = [w for _, _, w in QUERY_COLUMNS] + [w for _, w in ANSWER_COLUMNS]
-    ws.row_dimensions[1].height = _row_height(headers, widths)
     for col in range(1, len(headers) + 1):
         ws.cell(row=1, column=col).alignment = wrap
     r = 1
@@ -108,10 +116,6 @@ def render_xlsx(result: Any) -> bytes:
         for col, text in enumerate(texts, start=1):
             _text_cell(ws, r, col, text)
             ws.cell(row=r, column=col).alignment = wrap
-            ws.cell(row=r, column=col).font = body_font
-        # An explicit height: LibreOffice keeps the default row height for wrapped text written by openpyxl,
-        # and the text then prints over the next row.
-        ws.row_dimensions[r].height = _row_height(texts, widths)
         for col in range(len(QUERY_COLUMNS) + 1, len(headers) + 1):
             ws.cell(row=r, column=col).fill = ANSWER_FILL
             ws.cell(row=r, column=col).number_format = "@"
@@ -120,7 +124,9 @@ def render_xlsx(result: Any) -> bytes:
     ws.freeze_panes = "A2"
     if r > 1:
         ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
-    _print_setup(ws, result)
+    fit_rows(ws, widths)
+    sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
+    print_setup(ws, result.study, sites, result.generated)
     about = wb.create_sheet("About")
     info = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
             ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),

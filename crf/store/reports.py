@@ -22,7 +22,7 @@ from ..findings import Finding, Severity
 from ..model import Study
 from ..reports import neutralise, text_of
 from ..reports.html_report import STATUS_CLASS
-from ..reports.xlsx_report import ANSWER_COLUMNS, ANSWER_FILL, FIXED_TIME, HEADER_FILL, QUERY_COLUMNS, _deterministic_zip, _text_cell
+from ..reports.xlsx_report import ANSWER_COLUMNS, ANSWER_FILL, FIXED_TIME, HEADER_FILL, QUERY_COLUMNS, _deterministic_zip, _text_cell, fit_rows, print_setup
 from ..validation import SubjectSummary, VisitState, visit_statuses
 from . import lifecycle
 from .schema import inputs, query_events, queries, return_visits, runs, value_changes
@@ -88,8 +88,11 @@ def listing_xlsx(conn: Connection, study: Study, site: str, today: Optional[str]
         for col in range(len(columns) + 1, len(headers) + 1):
             ws.cell(row=r, column=col).fill = ANSWER_FILL
             ws.cell(row=r, column=col).number_format = "@"
-    for col, width in enumerate([w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS], start=1):
+    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
+    for col, width in enumerate(widths, start=1):
         ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
+    fit_rows(ws, widths)  # printable as the validator's listing (issue 16)
+    print_setup(ws, study, [site], day[:10])
     ws.freeze_panes = "B2"
     if r > 1:
         ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
