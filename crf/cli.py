@@ -663,6 +663,24 @@ def store_history(study_dir: Path, store: str, subject: str, fmt: str, today: Op
         click.echo(history_text(history), nl=False)
 
 
+@store_group.command("odm")
+@study_option
+@required_store
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ODM file to write.")
+def store_odm(study_dir: Path, store: str, output: Path) -> None:
+    """The audit trail as a transactional CDISC ODM 1.3.2 file: every return's values with AuditRecords, queries as annotations.
+
+    Example: python validate.py store odm --store study.db --output audit.xml
+    """
+    from .interop.odm_audit import store_to_odm
+
+    study = _store_study(study_dir)
+    data = _in_store(store, study, lambda conn: store_to_odm(conn, study))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    click.echo(f"ODM 1.3.2 audit trail of {store} written to {output}")
+
+
 @store_group.command("dashboard")
 @study_option
 @required_store
