@@ -10,7 +10,7 @@ import datetime as dt
 import io
 import re
 import zipfile
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -37,44 +37,49 @@ def _text_cell(ws: Any, row: int, col: int, value: str) -> None:
 
 
 def render_xlsx(result: Any) -> bytes:
+    about = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
+             ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
+             ("Tool version", result.tool_version), ("Generated", result.generated or ""),
+             ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
+                               "correct the subject's workbook, and send both back to the data manager.")]
+    rows = (finding_row(f) for f in result.findings if f.severity is not Severity.WARNING)  # warnings: nothing for a site to answer
+    return listing_workbook(QUERY_COLUMNS, rows, about)
+
+
+def listing_workbook(columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], about: Sequence[tuple[str, str]],
+                     freeze: str = "A2") -> bytes:
+    """A query listing: a Queries sheet of `columns` (key, heading, width) then the site's answer columns, and an About
+    sheet of (key, value) lines. The study store's per-site listing uses it too (crf.store.reports)."""
     wb = Workbook()
     ws = wb.active
     ws.title = "Queries"
-    headers = [h for _, h, _ in QUERY_COLUMNS] + [h for h, _ in ANSWER_COLUMNS]
+    headers = [h for _, h, _ in columns] + [h for h, _ in ANSWER_COLUMNS]
     for col, header in enumerate(headers, start=1):
         _text_cell(ws, 1, col, header)
         ws.cell(row=1, column=col).font = Font(bold=True)
         ws.cell(row=1, column=col).fill = HEADER_FILL
     wrap = Alignment(wrap_text=True, vertical="top")
     r = 1
-    for f in result.findings:
-        if f.severity is Severity.WARNING:  # notes for the data manager, nothing for a site to answer
-            continue
+    for row in rows:
         r += 1
-        row = finding_row(f)
-        for col, (key, _, _) in enumerate(QUERY_COLUMNS, start=1):
+        for col, (key, _, _) in enumerate(columns, start=1):
             _text_cell(ws, r, col, neutralise(text_of(row[key]))[:32000])
             ws.cell(row=r, column=col).alignment = wrap
-        for col in range(len(QUERY_COLUMNS) + 1, len(headers) + 1):
+        for col in range(len(columns) + 1, len(headers) + 1):
             ws.cell(row=r, column=col).fill = ANSWER_FILL
             ws.cell(row=r, column=col).number_format = "@"
-    widths = [w for _, _, w in QUERY_COLUMNS] + [w for _, w in ANSWER_COLUMNS]
+    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
     for col, width in enumerate(widths, start=1):
         ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = freeze
     if r > 1:
         ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
-    about = wb.create_sheet("About")
-    info = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
-            ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
-            ("Tool version", result.tool_version), ("Generated", result.generated or ""),
-            ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
-                              "correct the subject's workbook, and send both back to the data manager.")]
-    for i, (k, v) in enumerate(info, start=1):
-        _text_cell(about, i, 1, k)
-        _text_cell(about, i, 2, neutralise(v))
-    about.column_dimensions["A"].width = 18
-    about.column_dimensions["B"].width = 90
+    sheet = wb.create_sheet("About")
+    for i, (k, v) in enumerate(about, start=1):
+        _text_cell(sheet, i, 1, k)
+        _text_cell(sheet, i, 2, neutralise(v))
+    sheet.column_dimensions["A"].width = 18
+    sheet.column_dimensions["B"].width = 90
     wb.properties.creator = "open-ecrf"
     wb.properties.created = FIXED_TIME
     wb.properties.modified = FIXED_TIME
