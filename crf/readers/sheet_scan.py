@@ -57,11 +57,10 @@ def inserted_log_rows(study: Study, by_sheet: dict[str, list[tuple[Any, Any]]], 
                 per_log[spec.container].append((spec, ref))
         for log_id, cells in per_log.items():
             log = logs[log_id]
-            columns: dict[str, int] = {}
-            for item in log.form.items:
-                seen = Counter(ref.col for spec, ref in cells if spec.item.id == item.id)
-                if seen:
-                    columns[item.id] = seen.most_common(1)[0][0]
+            seen: dict[str, Counter[int]] = defaultdict(Counter)
+            for spec, ref in cells:
+                seen[spec.item.id][ref.col] += 1
+            columns = {item_id: count.most_common(1)[0][0] for item_id, count in seen.items()}
             named_rows = {ref.row for _, ref in cells}
             if not columns or not named_rows:
                 continue
@@ -75,12 +74,12 @@ def inserted_log_rows(study: Study, by_sheet: dict[str, list[tuple[Any, Any]]], 
                         id_row = r
                         break
             start = (id_row + 2) if id_row is not None else min(named_rows)
+            input_columns = [columns[it.id] for it in log.form.items if it.is_input and it.id in columns]
             for r in range(start, len(rows)):
                 if r in named_rows:
                     continue
                 row = rows[r]
-                if not any(c < len(row) and not _blank(row[c]) for item_id, c in columns.items()
-                           if log.form.item(item_id).is_input):
+                if not any(c < len(row) and not _blank(row[c]) for c in input_columns):
                     continue
                 for item in log.form.items:
                     if item.id in columns and item.is_input:
@@ -106,6 +105,8 @@ def _written_texts(study: Study) -> dict[str, frozenset[str]]:
             for value in row:
                 if value is not None and not (isinstance(value, str) and value.startswith("=")):
                     values.add(clean_text(_shown(value)))
+                    if isinstance(value, str):
+                        values.add(value)  # as written, for the fast exact match
         texts[ws.title] = frozenset(values)
     return texts
 
@@ -126,6 +127,8 @@ def stray_values(study: Study, display: str, site: str, subject: str, sheet_name
         out = []
         for r, row in enumerate(rows_of(sheet)):
             for c, value in enumerate(row):
+                if value == "" or value is None or (value.__class__ is str and value in ours):
+                    continue  # the fast cases first: most cells are blank or the study's own label
                 if _blank(value) or (r, c) in skip:
                     continue
                 text = clean_text(_shown(value))
