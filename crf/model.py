@@ -150,7 +150,8 @@ class Item:
     pattern: Optional[str] = None
     min_items: Optional[int] = None
     derived: Optional[str] = None
-    reference_range: Optional[Limits] = None
+    reference_range: Optional[Limits] = None  # the central laboratory's range, used when the site gives none
+    local_range: Optional[tuple[str, str]] = None  # items holding the site laboratory's low and high limit
     assumption: Optional[str] = None
     fixed: Optional[Any] = None  # value fixed for this form instance
 
