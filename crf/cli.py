@@ -179,6 +179,41 @@ def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: 
 
 @build.command()
 @study_option
+@click.argument("workbooks", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the new workbooks.")
+def migrate(study_dir: Path, workbooks: tuple[Path, ...], out: Path) -> None:
+    """Carry returned workbooks of an older form version into workbooks of the current one.
+
+    Every value is matched by its field path; what cannot be carried (a field the current forms no longer
+    have, a value the current item refuses) is listed, here and in OUT/<workbook>.migration.txt.
+    Exit 0 when everything was carried, 1 when something was not, 2 on a file that cannot be migrated.
+
+    Example: python build_crf.py migrate returned/BEL-NMOSD_01-001.xlsx --out migrated
+    """
+    from .migrate import migrate_file
+    from .readers.base import Unusable
+
+    study = _load(study_dir)
+    status = 0
+    for path in workbooks:
+        try:
+            migration, target = migrate_file(study, path, out)
+        except Unusable as exc:
+            click.echo(f"{path}: {exc.problem}. {exc.fix}.", err=True)
+            status = 2
+            continue
+        except ValueError as exc:
+            click.echo(str(exc), err=True)
+            status = 2
+            continue
+        click.echo(migration.listing(target))
+        if migration.not_carried and status == 0:
+            status = 1
+    sys.exit(status)
+
+
+@build.command()
+@study_option
 @out_option
 def odm(study_dir: Path, out: Path) -> None:
     """Export the study definition as one CDISC ODM 1.3.2 metadata file (docs/interop.md).
@@ -672,6 +707,24 @@ def store_history(study_dir: Path, store: str, subject: str, fmt: str, today: Op
         click.echo(json_module.dumps(history, indent=1, ensure_ascii=False))
     else:
         click.echo(history_text(history), nl=False)
+
+
+@store_group.command("odm")
+@study_option
+@required_store
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="ODM file to write.")
+def store_odm(study_dir: Path, store: str, output: Path) -> None:
+    """The audit trail as a transactional CDISC ODM 1.3.2 file: every return's values with AuditRecords, queries as annotations.
+
+    Example: python validate.py store odm --store study.db --output audit.xml
+    """
+    from .interop.odm_audit import store_to_odm
+
+    study = _store_study(study_dir)
+    data = _in_store(store, study, lambda conn: store_to_odm(conn, study))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(data)
+    click.echo(f"ODM 1.3.2 audit trail of {store} written to {output}")
 
 
 @store_group.command("dashboard")

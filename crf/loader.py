@@ -405,6 +405,16 @@ class _Loader:
         for name, item in ((i.id, i) for i in items):
             if item.condition and item.condition.item not in props:
                 self.problem(file, "/allOf", f"condition of {name} names {item.condition.item!r}, which is not an item of this form")
+        by_id = {i.id: i for i in items}
+        for item in items:
+            for end, companion in zip(("low", "high"), item.local_range or ()):
+                other = by_id.get(companion)
+                if other is None or not other.is_number or not other.is_input:
+                    self.problem(file, f"/properties/{item.id}/x-local-range/{end}",
+                                 f"x-local-range of {item.id} names {companion!r}, which is not a number item the site enters on this form")
+                elif other.unit != item.unit:
+                    self.problem(file, f"/properties/{companion}/x-unit",
+                                 f"{companion} is the {end} end of {item.id}'s local range, so it needs the same unit ({item.unit or 'none'})")
         form = Form(meta["id"], doc.get("title", meta["id"]), meta["version"], tuple(items), file, meta.get("code"), meta.get("domain"), doc.get("description"))
         self.forms[file] = form
         return form
@@ -520,6 +530,7 @@ class _Loader:
             max_length=max_length, pattern=spec.get("pattern"), min_items=min_items, derived=derived,
             derived_label=spec.get("x-derived-label"),
             reference_range=Limits(ref_raw.get("low"), ref_raw.get("high")) if ref_raw else None,
+            local_range=(spec["x-local-range"]["low"], spec["x-local-range"]["high"]) if spec.get("x-local-range") else None,
             assumption=spec.get("x-assumption"),
         )
 

@@ -26,7 +26,16 @@ def render(place: str, problem: str, fix: str = "") -> str:
         body += " " + _sentence(fix)
     if not place:
         return body[:1].upper() + body[1:]
-    return f"{place}: {_lower_first(body)}"
+    return f"{place}: {body}"
+
+
+def continuing(template: str) -> str:
+    """A message template as it reads after the location: 'The dose...' -> 'the dose...'.
+
+    Applied to the template, not to the filled text, so that a value at the start ({CMTRT}) keeps its case;
+    a first word like 'EDSS', 'IN01' or 'AE' stays as written.
+    """
+    return _lower_first(template)
 
 
 def _lower_first(text: str) -> str:

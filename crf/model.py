@@ -151,7 +151,8 @@ class Item:
     min_items: Optional[int] = None
     derived: Optional[str] = None
     derived_label: Optional[str] = None  # x-derived-label: what the site reads instead of the expression
-    reference_range: Optional[Limits] = None
+    reference_range: Optional[Limits] = None  # the central laboratory's range, used when the site gives none
+    local_range: Optional[tuple[str, str]] = None  # items holding the site laboratory's low and high limit
     assumption: Optional[str] = None
     fixed: Optional[Any] = None  # value fixed for this form instance
 

@@ -172,6 +172,8 @@ def annotation_text(item: Item) -> str:
     text = item.sdtm.annotation()
     if item.sdtm.submitted and item.sdtm.variable == "QVAL" and item.sdtm.domain:
         text += f" in {item.sdtm.domain}"
+    if item.sdtm.variable == "LBORRES" and item.unit:  # the unit is printed, not collected: LBORRESU comes from it
+        text += f"; LBORRESU = \"{item.unit}\""
     return text
 
 

@@ -353,7 +353,37 @@ def fill_form(study: Study, items: Sequence[Item], rng: random.Random, day: dt.d
             if value is not None:
                 out[it.id] = value
                 changed = True
+    _local_ranges(items, out, rng, typical)
     return {k: out[k] for k in by_id if out.get(k) is not None}  # None in `values`: leave blank
+
+
+LOCAL_LAB_SHARE = 0.5  # subjects whose site laboratory prints its own reference ranges
+LOCAL_RANGE_SHIFT = 0.08  # how far a local range lies from the central one (fraction, either way)
+
+
+def _local_ranges(items: Sequence[Item], out: dict[str, Any], rng: random.Random, typical: Optional[dict[str, Any]]) -> None:
+    """Half the subjects' laboratories give their own reference range with every result (x-local-range):
+    the central range moved a little, the same for all of that subject's results."""
+    if typical is None:
+        return
+    if "_local_lab" not in typical:
+        # a generator of its own, seeded from the subject's, so that the subject's other values stay as they were
+        own = random.Random(hash(rng.getstate()[1][:8]))
+        typical["_local_lab"] = own.random() < LOCAL_LAB_SHARE
+        typical["_local_shift"] = own.uniform(-LOCAL_RANGE_SHIFT, LOCAL_RANGE_SHIFT)
+    if not typical["_local_lab"]:
+        return
+    by_id = {it.id: it for it in items}
+    for it in items:
+        central = it.reference_range
+        if it.local_range is None or central is None or out.get(it.id) is None:
+            continue
+        for end, companion in zip((central.low, central.high), it.local_range):
+            if end is not None and companion in by_id:
+                out[companion] = as_number(by_id[companion], end * (1 + typical["_local_shift"]))
+        low, high = (out.get(c) for c in it.local_range)
+        if low is not None and high is not None and low >= high:  # a narrow range rounded to nothing
+            out.pop(it.local_range[0]), out.pop(it.local_range[1])
 
 
 def _omitted_triggers(study: Study, items: Sequence[Item], source: str) -> dict[str, set[Any]]:

@@ -12,6 +12,7 @@ files' data. An unusable file is one finding; nothing here raises on bad data.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from collections import defaultdict
@@ -70,6 +71,8 @@ def _policy(stages: Sequence[CheckStage]) -> dict[str, Any]:
 
 
 # -- results ---------------------------------------------------------------------------------
+_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
 @dataclass(frozen=True)
 class VisitState:
     present: bool
@@ -105,29 +108,38 @@ class FileOutcome:
 
 @dataclass(frozen=True)
 class ReturnedValues:
-    """Every value read from one subject file, with where it was read: what the study store keeps."""
+    """Every value read from one subject file, with where it was read: what the study store keeps.
+
+    Made in the worker, ready for the store's table, as one JSON text: a thousand small tuples per file kept until
+    the run ends would cost the parent more (pickling, and garbage-collector passes) than the store itself.
+    """
 
     form_version: str
     definition_hash: str
-    values: list[tuple[str, Any, str, str]]  # (field path, value, sheet, cell)
+    encoded: str  # JSON list of [path, visit, form, item, log row (from 1) or null, value as JSON, sheet, cell]
+
+    def rows(self) -> list[list[Any]]:
+        return json.loads(self.encoded)
 
     @classmethod
     def of(cls, record: Any) -> "ReturnedValues":
-        out: list[tuple[str, Any, str, str]] = []
+        out: list[tuple[str, str, str, str, Optional[int], str, str, str]] = []
         locations = record.locations
+        encode = _JSON.encode
 
-        def add(path: str, value: Any) -> None:
+        def add(path: str, container: str, form: str, item: str, row: Optional[int], value: Any) -> None:
             where = locations.get(path)
-            out.append((path, value, (where.sheet or "") if where else "", (where.cell or "") if where else ""))
+            out.append((path, container, form, item, row, encode(value),
+                        (where.sheet or "") if where else "", (where.cell or "") if where else ""))
         for visit, forms in record.visits.items():
             for form, items in forms.items():
                 for item, value in items.items():
-                    add(f"/visits/{visit}/{form}/{item}", value)
+                    add(f"/visits/{visit}/{form}/{item}", visit, form, item, None, value)
         for log, rows in record.logs.items():
             for i, row in enumerate(rows):
                 for item, value in row.items():
-                    add(f"/logs/{log}/{i}/{item}", value)
-        return cls(record.form_version or "", record.definition_hash or "", out)
+                    add(f"/logs/{log}/{i}/{item}", log, log, item, i + 1, value)
+        return cls(record.form_version or "", record.definition_hash or "", json.dumps(out, ensure_ascii=False))
 
 
 @dataclass

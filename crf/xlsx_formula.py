@@ -10,7 +10,7 @@ raises `Untranslatable`, and the workbook shows the item as "calculated by the d
 - `years_between(a, b)` -> `DATEDIF(a, b, "Y")`; `days_between(a, b)` -> `b - a`;
 - `lookup(x, {"k": v, ...})` -> nested `IF(x&""="k", v, ...)` falling back to x, as `lookup` does;
 - `any_of(x, "A", ...)` -> a search for ";A;" in the "; "-joined multi-select text;
-- `blank(x)` -> `x=""`; `date(x)` -> x (dates are real Excel dates).
+- `blank(x)` -> `x=""`; `date(x)` -> x (dates are real Excel dates); `None` (no value) -> `""`.
 
 Blank inputs: the evaluator propagates MISSING through arithmetic, so a formula is wrapped in
 `IF(OR(ref="", ...), "", IFERROR(expr, ""))`; expressions with conditions, lookups or min/max give
@@ -94,6 +94,8 @@ class _Translator:
     visit_Attribute = ref
 
     def visit_Constant(self, node: ast.Constant) -> str:
+        if node.value is None:  # "no value", as the evaluator leaves a derived item blank
+            return '""'
         if isinstance(node.value, str):
             return _string(node.value)
         if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):

@@ -59,3 +59,26 @@ def move_visit(doc: dict[str, Any], visit: str, old: str, new: str) -> None:
         for key, value in list(values.items()):
             if value == old:
                 values[key] = new
+
+
+# Plants: small functions that change a subject document in one place.
+def set_values(visit: str, name: str, **values: Any) -> Plant:
+    return lambda doc: form(doc, visit, name).update(values)
+
+
+def remove(visit: str, name: str, *items: str) -> Plant:
+    def plant(doc: dict[str, Any]) -> None:
+        for item in items:
+            form(doc, visit, name).pop(item, None)
+    return plant
+
+
+def set_row(log: str, index: int, **values: Any) -> Plant:
+    return lambda doc: doc["logs"][log][index].update(values)
+
+
+def chain(*plants: Plant) -> Plant:
+    def plant(doc: dict[str, Any]) -> None:
+        for p in plants:
+            p(doc)
+    return plant

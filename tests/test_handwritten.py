@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from crf.readers import read_file
@@ -97,3 +98,73 @@ def test_reported_precision_follows_from_the_one_declaration(study, form, item, 
     assert entry_for(it).decimals == decimals  # digit boxes after the decimal point on paper
     assert convert(it, "9.7") == 9.7  # the field check takes the value as typed
     assert as_number(it, 9.74) == (9.7 if decimals else 10)
+
+
+# -- local laboratory reference ranges (F7: LBORNRLO, LBORNRHI) --------------------------------------
+def _one(study, doc: dict, tmp_path, name="subject.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return validate(study, [path], jobs=1, today=TODAY)
+
+
+def test_local_range_decides_the_abnormal_flag(study):
+    """eGFR 83 is low for the central range (>= 90) but normal for the site laboratory (>= 60)."""
+    from crf.rules.engine import RuleSet
+
+    doc = json.loads(next(p for p in SUBJECTS if p.stem == "01-902").read_text())
+    record = SubjectRecord.from_json(doc)
+    derived = RuleSet.shared(study).derived_values(record)
+    assert record.value("SCR", "CHEM", "EGFR") == 83 and record.value("SCR", "CHEM", "EGFR_NRLO") == 60
+    assert derived["/visits/SCR/CHEM/EGFR_NRIND"] == "NORMAL"
+    del doc["visits"]["SCR"]["CHEM"]["EGFR_NRLO"]
+    assert RuleSet.shared(study).derived_values(SubjectRecord.from_json(doc))["/visits/SCR/CHEM/EGFR_NRIND"] == "LOW"
+
+
+def test_abnormal_for_the_local_range_needs_a_significance_answer(study, tmp_path):
+    doc = json.loads(next(p for p in SUBJECTS if p.stem == "01-902").read_text())
+    chem = doc["visits"]["V3"]["CHEM"]
+    chem["ALT"] = 45  # above the central range 7-40, inside the site laboratory's 10-50
+    del chem["LBCLSIG"]  # blank: a field finding in any case (required), EC-23 only when a value is abnormal
+    assert "EC-23" not in [f.rule for f in _one(study, doc, tmp_path).findings]
+    chem["ALT"] = 52  # above the local upper limit 50
+    found = [f for f in _one(study, doc, tmp_path).findings if f.rule == "EC-23"]
+    assert [(f.visit, f.field) for f in found] == [("V3", "LBCLSIG")]
+    assert "ALT 52 (local range 10-50)" in found[0].message
+
+
+@pytest.mark.parametrize("low, high, expected_field, words", [
+    (50, 10, "ALT_NRLO", "reversed"), (None, 50, "ALT_NRLO", "only one end"), (10, None, "ALT_NRHI", "only one end")])
+def test_reversed_or_incomplete_local_range_is_ec23(study, tmp_path, low, high, expected_field, words):
+    doc = json.loads(next(p for p in SUBJECTS if p.stem == "01-902").read_text())
+    chem = doc["visits"]["V5"]["CHEM"]
+    for key, value in (("ALT_NRLO", low), ("ALT_NRHI", high)):
+        chem.pop(key, None)
+        if value is not None:
+            chem[key] = value
+    found = _one(study, doc, tmp_path).findings
+    assert [(f.rule, f.visit, f.field) for f in found] == [("EC-23", "V5", expected_field)]
+    assert words in found[0].message
+
+
+def test_one_sided_local_range_of_a_one_sided_test_is_complete(study, tmp_path):
+    doc = json.loads(next(p for p in SUBJECTS if p.stem == "01-902").read_text())
+    assert "EGFR_NRHI" not in doc["visits"]["V5"]["CHEM"] and doc["visits"]["V5"]["CHEM"]["EGFR_NRLO"] == 60
+    assert _one(study, doc, tmp_path).findings == []
+
+
+def test_local_range_items_are_in_workbook_pdf_and_acrf(study, tmp_path):
+    from crf.pdf_layout import annotation_text, entry_for
+    from crf.xlsx import rule_for
+
+    chem = study.visit("SCR").form("CHEM").form
+    assert chem.item("ALT").local_range == ("ALT_NRLO", "ALT_NRHI")
+    assert annotation_text(chem.item("ALT_NRLO")).startswith("LBORNRLO")
+    assert annotation_text(chem.item("ALT_NRHI")).startswith("LBORNRHI")
+    assert annotation_text(chem.item("ALT_NRIND")).startswith("LBNRIND")
+    assert 'LBORRESU = "U/L"' in annotation_text(chem.item("ALT"))
+    assert rule_for(chem.item("BILI_NRHI")).type == "decimal"
+    assert entry_for(chem.item("ALT_NRIND")).kind == "calculated"
+    doc = next(p for p in SUBJECTS if p.stem == "01-902")
+    path = _workbook(study, doc, tmp_path)
+    names = openpyxl.load_workbook(path).defined_names
+    assert "F_SCR__CHEM__ALT_NRLO" in names and "F_SCR__CHEM__ALT_NRIND" in names

@@ -7,78 +7,56 @@ findings per (subject, visit, form, field, log row): at most one query or error 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 
 from crf.findings import Finding, Severity
 from crf.rules.supersede import Supersession, supersede
-from findings_cases import base, form, run, where
-
-
-def _set(visit: str, name: str, **values: Any) -> Callable[[dict], None]:
-    return lambda doc: form(doc, visit, name).update(values)
-
-
-def _drop(visit: str, name: str, *items: str) -> Callable[[dict], None]:
-    def plant(doc: dict) -> None:
-        for item in items:
-            form(doc, visit, name).pop(item, None)
-    return plant
-
-
-def _row(log: str, index: int, **values: Any) -> Callable[[dict], None]:
-    return lambda doc: doc["logs"][log][index].update(values)
-
-
-def _chain(*plants: Callable[[dict], None]) -> Callable[[dict], None]:
-    def plant(doc: dict) -> None:
-        for p in plants:
-            p(doc)
-    return plant
+from findings_cases import base, chain, form, remove, run, set_row, set_values, where
 
 
 NOT_GIVEN = ("EXSTDAT", "EXSTTIM", "EXENDAT", "EXENTIM", "EXWT", "EXDOSE", "EXVOL", "EXDILU", "N120", "N400", "EXLOT", "EXINTP", "PREMED", "IRR")
 PLANTS: dict[str, Callable[[dict], None]] = {
-    "consent date in 2099": _set("SCR", "IC", DSSTDAT="2099-03-03"),
-    "contraception blank (WOCBP)": _drop("SCR", "DM", "CONTRAC"),
-    "childbearing potential blank (female)": _drop("SCR", "DM", "CHILDPOT"),
-    "EDSS 0.5": _set("V1", "EDSS", EDSS=0.5),
-    "EDSS 10 without death": _set("ET", "EDSS", EDSS=10.0),
-    "neutrophils 0.8, significance blank": _chain(_set("V3", "HEM", NEUT=0.8), _drop("V3", "HEM", "LBCLSIG")),
-    "weight 125 kg at V3": _set("V3", "VS_PRE", WEIGHT=125.0),
-    "weight 300 kg (impossible)": _set("V2", "VS_PRE", WEIGHT=300.0),
-    "systolic 260": _set("V1", "VS_PRE", SYSBP=260),
-    "systolic 85": _set("V1", "VS_PRE", SYSBP=85),
-    "systolic below diastolic": _set("V2", "VS_POST", SYSBP=70, DIABP=72),
-    "fever before infusion": _set("V2", "VS_PRE", TEMP=38.4),
-    "ALT 150, significant": _set("V3", "CHEM", ALT=150, LBCLSIG="Y"),
-    "criterion IN03 blank": _drop("SCR", "IE", "IN03"),
-    "all criteria met but EX02 Yes": _set("SCR", "IE", EX02="Y"),
-    "AE serious, no criterion": _row("AE", 0, AESER="Y"),
-    "AE end before start": _row("AE", 0, AEENDAT="2025-04-06"),
+    "consent date in 2099": set_values("SCR", "IC", DSSTDAT="2099-03-03"),
+    "contraception blank (WOCBP)": remove("SCR", "DM", "CONTRAC"),
+    "childbearing potential blank (female)": remove("SCR", "DM", "CHILDPOT"),
+    "EDSS 0.5": set_values("V1", "EDSS", EDSS=0.5),
+    "EDSS 10 without death": set_values("ET", "EDSS", EDSS=10.0),
+    "neutrophils 0.8, significance blank": chain(set_values("V3", "HEM", NEUT=0.8), remove("V3", "HEM", "LBCLSIG")),
+    "weight 125 kg at V3": set_values("V3", "VS_PRE", WEIGHT=125.0),
+    "weight 300 kg (impossible)": set_values("V2", "VS_PRE", WEIGHT=300.0),
+    "systolic 260": set_values("V1", "VS_PRE", SYSBP=260),
+    "systolic 85": set_values("V1", "VS_PRE", SYSBP=85),
+    "systolic below diastolic": set_values("V2", "VS_POST", SYSBP=70, DIABP=72),
+    "fever before infusion": set_values("V2", "VS_PRE", TEMP=38.4),
+    "ALT 150, significant": set_values("V3", "CHEM", ALT=150, LBCLSIG="Y"),
+    "criterion IN03 blank": remove("SCR", "IE", "IN03"),
+    "all criteria met but EX02 Yes": set_values("SCR", "IE", EX02="Y"),
+    "AE serious, no criterion": set_row("AE", 0, AESER="Y"),
+    "AE end before start": set_row("AE", 0, AEENDAT="2025-04-06"),
     "AE not ongoing, no end date": lambda doc: doc["logs"]["AE"][0].pop("AEENDAT"),
-    "infusion not given, no reason": _chain(_set("V3", "EX", EXYN="N"), _drop("V3", "EX", *NOT_GIVEN)),
-    "dose 800 mg for 67.6 kg": _set("V2", "EX", EXDOSE=800, N120=4, N400=1),
-    "vials insufficient": _set("V1", "EX", N120=2, N400=1),
-    "dextrose diluent": _set("V2", "EX", EXDILU="DEXTROSE"),
-    "infusion of 30 minutes": _set("V3", "EX", EXENTIM="09:55"),
-    "visual FS 7": _set("V1", "EDSS", FSVIS=7),
-    "PAQUAL Y for oral steroid": _row("PA", 0, PARESC=["ORAL STEROID"], PAQUAL="Y"),
-    "AQP4 negative": _set("SCR", "NMO", AQP4RES="NEGATIVE"),
-    "birth date after consent": _set("SCR", "DM", BRTHDAT="2025-04-01"),
-    "age 17 at consent": _set("SCR", "DM", BRTHDAT="2008-01-01"),
-    "V2 a week late": _set("V2", "SV", SVSTDAT="2025-04-14"),
-    "visit date in the future": _set("ET", "SV", SVSTDAT="2026-05-12"),
-    "medication end before start": _row("CM", 1, CMENDAT="2025-04-01"),
+    "infusion not given, no reason": chain(set_values("V3", "EX", EXYN="N"), remove("V3", "EX", *NOT_GIVEN)),
+    "dose 800 mg for 67.6 kg": set_values("V2", "EX", EXDOSE=800, N120=4, N400=1),
+    "vials insufficient": set_values("V1", "EX", N120=2, N400=1),
+    "dextrose diluent": set_values("V2", "EX", EXDILU="DEXTROSE"),
+    "infusion of 30 minutes": set_values("V3", "EX", EXENTIM="09:55"),
+    "visual FS 7": set_values("V1", "EDSS", FSVIS=7),
+    "PAQUAL Y for oral steroid": set_row("PA", 0, PARESC=["ORAL STEROID"], PAQUAL="Y"),
+    "AQP4 negative": set_values("SCR", "NMO", AQP4RES="NEGATIVE"),
+    "birth date after consent": set_values("SCR", "DM", BRTHDAT="2025-04-01"),
+    "age 17 at consent": set_values("SCR", "DM", BRTHDAT="2008-01-01"),
+    "V2 a week late": set_values("V2", "SV", SVSTDAT="2025-04-14"),
+    "visit date in the future": set_values("ET", "SV", SVSTDAT="2026-05-12"),
+    "medication end before start": set_row("CM", 1, CMENDAT="2025-04-01"),
     "rituximab during treatment": lambda doc: doc["logs"]["CM"].append(
         {"CMTRT": "Rituximab", "CMCAT": "OTHER", "CMINDC": "NMOSD", "CMSTDAT": "2025-04-28", "CMONGO": "Y", "CMROUTE": "INTRAVENOUS"}),
-    "attack count 1, log empty": _set("ET", "EOS", NATT=1),
-    "positive pregnancy test at V2": _set("V2", "PREG", HCG="POSITIVE"),
-    "pre-infusion vitals after the start": _set("V1", "VS_PRE", VSTIM="09:45"),
-    "infusion reaction without AE": _set("V3", "EX", IRR="Y"),
-    "first symptom after diagnosis": _set("SCR", "NMO", MHSTDAT="2022-03"),
-    "screening 42 days before Day 0": _chain(_set("SCR", "SV", SVSTDAT="2025-02-10"), _set("SCR", "IC", DSSTDAT="2025-02-07")),
+    "attack count 1, log empty": set_values("ET", "EOS", NATT=1),
+    "positive pregnancy test at V2": set_values("V2", "PREG", HCG="POSITIVE"),
+    "pre-infusion vitals after the start": set_values("V1", "VS_PRE", VSTIM="09:45"),
+    "infusion reaction without AE": set_values("V3", "EX", IRR="Y"),
+    "first symptom after diagnosis": set_values("SCR", "NMO", MHSTDAT="2022-03"),
+    "screening 42 days before Day 0": chain(set_values("SCR", "SV", SVSTDAT="2025-02-10"), set_values("SCR", "IC", DSSTDAT="2025-02-07")),
 }
 
 

@@ -12,36 +12,18 @@ from typing import Any, Callable
 import pytest
 
 from crf.rules import RuleSet
-from findings_cases import COMPLETER_TODAY, base, completer, form, move_visit
+from findings_cases import COMPLETER_TODAY, base, completer, move_visit
+from findings_cases import chain as both
+from findings_cases import remove as rm
+from findings_cases import set_row as row
+from findings_cases import set_values as s
 
 Doc = dict[str, Any]
 NOT_GIVEN = ("EXSTDAT", "EXSTTIM", "EXENDAT", "EXENTIM", "EXWT", "EXDOSE", "EXVOL", "EXDILU", "N120", "N400", "EXLOT", "EXINTP", "PREMED", "IRR")
 
 
-def s(visit: str, name: str, **values: Any) -> Callable[[Doc], None]:
-    return lambda doc: form(doc, visit, name).update(values)
-
-
-def rm(visit: str, name: str, *items: str) -> Callable[[Doc], None]:
-    def plant(doc: Doc) -> None:
-        for item in items:
-            form(doc, visit, name).pop(item, None)
-    return plant
-
-
-def row(log: str, index: int, **values: Any) -> Callable[[Doc], None]:
-    return lambda doc: doc["logs"][log][index].update(values)
-
-
 def add(log: str, **values: Any) -> Callable[[Doc], None]:
     return lambda doc: doc["logs"].setdefault(log, []).append(values)
-
-
-def both(*plants: Callable[[Doc], None]) -> Callable[[Doc], None]:
-    def plant(doc: Doc) -> None:
-        for p in plants:
-            p(doc)
-    return plant
 
 
 def v2_on(date: str) -> Callable[[Doc], None]:

@@ -39,6 +39,7 @@ ALIAS_FORMAT = "open-ecrf:kind"  # ItemDef: item kind when the DataType is ambig
 ALIAS_PATTERN = "open-ecrf:pattern"
 ALIAS_MIN_ITEMS = "open-ecrf:min-items"
 ALIAS_REFERENCE_RANGE = "open-ecrf:reference-range"  # "low/high"
+ALIAS_LOCAL_RANGE = "open-ecrf:local-range"  # the items holding the site laboratory's low and high limit
 ALIAS_REQUIRED_WITH = "open-ecrf:required-with"
 ALIAS_SDTM_WHERE = "open-ecrf:sdtm-where"
 ALIAS_DERIVED_LABEL = "open-ecrf:derived-label"  # x-derived-label: the words printed for a calculated item

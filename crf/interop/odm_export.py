@@ -320,6 +320,8 @@ class _Exporter:
             _alias(idef, o.ALIAS_MIN_ITEMS, str(it.min_items))
         if it.reference_range:
             _alias(idef, o.ALIAS_REFERENCE_RANGE, [it.reference_range.low, it.reference_range.high])
+        if it.local_range:
+            _alias(idef, o.ALIAS_LOCAL_RANGE, list(it.local_range))
         if it.required_with:
             _alias(idef, o.ALIAS_REQUIRED_WITH, list(it.required_with))
         if it.assumption:

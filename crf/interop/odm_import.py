@@ -390,6 +390,9 @@ class _Importer:
         if o.ALIAS_REFERENCE_RANGE in aliases:
             low, high = json.loads(aliases[o.ALIAS_REFERENCE_RANGE])
             schema["x-reference-range"] = {k: v for k, v in (("low", low), ("high", high)) if v is not None}
+        if o.ALIAS_LOCAL_RANGE in aliases:
+            low_item, high_item = json.loads(aliases[o.ALIAS_LOCAL_RANGE])
+            schema["x-local-range"] = {"low": low_item, "high": high_item}
         if "open-ecrf:assumption" in aliases:
             schema["x-assumption"] = aliases["open-ecrf:assumption"]
         schema["x-sdtm"] = self.sdtm(node, aliases)

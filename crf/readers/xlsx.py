@@ -27,7 +27,7 @@ from ..fieldmap import Field, iter_fields
 from ..findings import Severity
 from ..model import Study
 from ..subject import Location, SubjectRecord
-from . import safety
+from . import safety, sheet_scan
 from .base import FileResult, ReadSubject, Unusable, file_finding
 from .convert import ValueIssue, clean_text, convert
 
@@ -539,6 +539,12 @@ class _Reader:
             ref = located.get(f.path)
             if ref is not None and f.path not in unknown:
                 by_sheet[ref.sheet].append((f, ref))
+        inserted = sheet_scan.inserted_log_rows(
+            study, by_sheet, self.rows, lambda log, item, r: _Spec(f"/logs/{log.id}/+{r}/{item.id}", "", item, log.id, log.form.id, -1, -1),
+            CellRef)
+        for spec, ref in inserted:
+            by_sheet[ref.sheet].append((spec, ref))
+        log_numbers: dict[str, dict[int, Optional[int]]] = defaultdict(dict)  # sheet row -> log row number (None: inserted)
         for sheet, entries in by_sheet.items():  # one sheet at a time: its rows are read once
             rows = self.rows(sheet)
             height = len(rows)
@@ -552,8 +558,10 @@ class _Reader:
                 item = f.item
                 is_log = f.row is not None
                 blank = raw == "" or raw is None or (raw.__class__ is str and not clean_text(raw))
+                if is_log:
+                    log_numbers[f.container].setdefault(ref.row, f.row + 1 if f.row >= 0 else None)  # type: ignore[operator]
                 if blank and is_log:
-                    log_refs[f.container][f.row][item.id] = ref  # type: ignore[index]
+                    log_refs[f.container][ref.row][item.id] = ref
                     if not item.is_input or ref.cell not in no_value:
                         continue
                 if item.fixed is not None or item.derived is not None:
@@ -563,8 +571,8 @@ class _Reader:
                         value = convert(item, raw, date1904)
                         if not isinstance(value, ValueIssue) and value is not None:
                             if is_log:  # keyed by record row once the log's rows are numbered (below)
-                                log_refs[f.container][f.row][item.id] = ref  # type: ignore[index]
-                                log_cached[f.container][f.row][item.id] = value  # type: ignore[index]
+                                log_refs[f.container][ref.row][item.id] = ref
+                                log_cached[f.container][ref.row][item.id] = value
                             else:
                                 result.cached[f.path] = value
                     continue
@@ -582,12 +590,12 @@ class _Reader:
                     else:
                         value = converted
                 if is_log:
-                    log_refs[f.container][f.row][item.id] = ref  # type: ignore[index]
+                    log_refs[f.container][ref.row][item.id] = ref
                     if value is not None:
-                        log_rows[f.container].setdefault(f.row, {})[item.id] = value  # type: ignore[arg-type]
+                        log_rows[f.container].setdefault(ref.row, {})[item.id] = value
                     elif issue is not None:
-                        log_rows[f.container].setdefault(f.row, {})  # type: ignore[arg-type]
-                        log_issues[f.container][f.row][item.id] = issue  # type: ignore[index]
+                        log_rows[f.container].setdefault(ref.row, {})
+                        log_issues[f.container][ref.row][item.id] = issue
                     continue
                 locations[f.path] = Location(display, sheet, ref.cell)
                 if value is not None:
@@ -606,16 +614,26 @@ class _Reader:
                 continue
             record.logs[log.id] = []
             result.log_rows[log.id] = []
-            for wb_row in sorted(rows):
+            for wb_row in sorted(rows):  # in the order of the sheet, inserted rows where the site put them
                 index = len(record.logs[log.id])
                 record.logs[log.id].append(rows[wb_row])
-                result.log_rows[log.id].append(wb_row + 1)
+                number = log_numbers[log.id].get(wb_row)
+                result.log_rows[log.id].append(number if number is not None else index + 1)
                 for item_id, ref in log_refs[log.id][wb_row].items():
                     record.locations[f"/logs/{log.id}/{index}/{item_id}"] = Location(display, ref.sheet, ref.cell)
                 for item_id, issue in log_issues[log.id][wb_row].items():
                     result.issues[f"/logs/{log.id}/{index}/{item_id}"] = issue
                 for item_id, value in log_cached[log.id][wb_row].items():
                     result.cached[f"/logs/{log.id}/{index}/{item_id}"] = value
+        read_cells: dict[str, set[tuple[int, int]]] = defaultdict(set)
+        for sheet, entries in by_sheet.items():
+            read_cells[sheet].update((ref.row, ref.col) for _, ref in entries)
+        for f in fields:  # derived and fixed cells are the study's, read or not
+            ref = located.get(f.path)
+            if ref is not None:
+                read_cells[ref.sheet].add((ref.row, ref.col))
+        self.findings.extend(sheet_scan.stray_values(study, display, self.site, self.subject, self.sheet_names, read_cells,
+                                                     self.rows, {sheet: entries[0][0].container for sheet, entries in by_sheet.items() if entries}))
         return result
 
     def renamed(self, sheet: str, sheet_fields: list[_Spec], fieldmap: "_FieldMap") -> bool:

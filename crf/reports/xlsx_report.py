@@ -10,7 +10,8 @@ import datetime as dt
 import io
 import re
 import zipfile
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -40,6 +41,81 @@ def _text_cell(ws: Any, row: int, col: int, value: str) -> None:
     cell.data_type = "s"  # text, even when it looks like a formula or a number
 
 
+def render_xlsx(result: Any) -> bytes:
+    about = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
+             ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
+             ("Tool version", result.tool_version), ("Generated", result.generated or ""),
+             ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
+                               "correct the subject's workbook, and send both back to the data manager.")]
+    rows = (finding_row(f) for f in result.findings if f.severity is not Severity.WARNING)  # warnings: nothing for a site to answer
+    sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
+    return listing_workbook(QUERY_COLUMNS, rows, about, page=PageHeader(result.study, sites, result.generated))
+
+
+@dataclass(frozen=True)
+class PageHeader:
+    """What every printed page of a listing names: the study, the site(s), when the listing was made."""
+
+    study: Any
+    sites: Sequence[str]
+    generated: Optional[str] = None
+
+
+def listing_workbook(columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], about: Sequence[tuple[str, str]],
+                     freeze: str = "A2", page: Optional[PageHeader] = None) -> bytes:
+    """A query listing: a Queries sheet of `columns` (key, heading, width) then the site's answer columns, and an About
+    sheet of (key, value) lines. The study store's per-site listing uses it too (crf.store.reports)."""
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Queries"
+    headers = [h for _, h, _ in columns] + [h for h, _ in ANSWER_COLUMNS]
+    for col, header in enumerate(headers, start=1):
+        _text_cell(ws, 1, col, header)
+        ws.cell(row=1, column=col).font = Font(bold=True)
+        ws.cell(row=1, column=col).fill = HEADER_FILL
+    wrap = Alignment(wrap_text=True, vertical="top")
+    r = 1
+    for row in rows:
+        r += 1
+        for col, (key, _, _) in enumerate(columns, start=1):
+            _text_cell(ws, r, col, neutralise(_shown(key, text_of(row[key])))[:32000])
+            ws.cell(row=r, column=col).alignment = wrap
+        for col in range(len(columns) + 1, len(headers) + 1):
+            ws.cell(row=r, column=col).fill = ANSWER_FILL
+            ws.cell(row=r, column=col).number_format = "@"
+    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
+    for col, width in enumerate(widths, start=1):
+        ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
+    ws.freeze_panes = freeze
+    if r > 1:
+        ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
+    for col in range(1, len(headers) + 1):
+        ws.cell(row=1, column=col).alignment = wrap
+    fit_rows(ws, widths)
+    if page is not None:
+        print_setup(ws, page)
+    sheet = wb.create_sheet("About")
+    for i, (k, v) in enumerate(about, start=1):
+        _text_cell(sheet, i, 1, k)
+        _text_cell(sheet, i, 2, neutralise(v))
+    sheet.column_dimensions["A"].width = 18
+    sheet.column_dimensions["B"].width = 90
+    for i, (_, v) in enumerate(about, start=1):
+        sheet.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.row_dimensions[i].height = _row_height([str(v)], [90])
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    wb.properties.creator = "open-ecrf"
+    wb.properties.created = FIXED_TIME
+    wb.properties.modified = FIXED_TIME
+    buf = io.BytesIO()
+    wb.save(buf)
+    return _deterministic_zip(buf.getvalue())
+
+
 def _shown(key: str, text: str) -> str:
     # the file's name is what a site recognises; its folder on the data manager's disk is noise on paper
     return text.replace("\\", "/").rsplit("/", 1)[-1] if key == "file" else text
@@ -54,7 +130,18 @@ def _row_height(texts: list[str], widths: list[int]) -> float:
     return round(lines * LINE_POINTS + 3, 1)
 
 
-def print_setup(ws: Any, study: Any, sites: list[str], generated: Optional[str]) -> None:
+def fit_rows(ws: Any, widths: list[int]) -> None:
+    """Body font and a row height for each row's wrapped text (LibreOffice keeps one line for rows written
+    by openpyxl, and the text then prints over the next row)."""
+    body_font = Font(size=BODY_POINTS)
+    for r, row in enumerate(ws.iter_rows(), start=1):
+        ws.row_dimensions[r].height = _row_height([str(c.value or "") for c in row], widths)
+        if r > 1:
+            for c in row:
+                c.font = body_font
+
+
+def print_setup(ws: Any, page: PageHeader) -> None:
     """Landscape, one page wide, header row on every page; study, site(s) and date in every page's margins."""
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4
@@ -66,92 +153,21 @@ def print_setup(ws: Any, study: Any, sites: list[str], generated: Optional[str])
     ws.page_margins.left = ws.page_margins.right = 0.4
     ws.page_margins.top = ws.page_margins.bottom = 0.6
     ws.page_margins.header = ws.page_margins.footer = 0.25
+    sites = list(page.sites)
     site_text = ("Site " if len(sites) == 1 else "Sites ") + ", ".join(sites) if sites else "All sites"
+    study = page.study
     ws.oddHeader.left.text = _header_text(f"{study.id} · protocol {study.protocol_version} · CRF version {study.form_version}")
     ws.oddHeader.center.text = "Query listing"
     ws.oddHeader.right.text = _header_text(site_text)
-    stamp = _header_text(f"Generated {generated} · ") if generated else ""
+    stamp = _header_text(f"Generated {page.generated} · ") if page.generated else ""
     ws.oddFooter.left.text = f"{stamp}printed &D"
     ws.oddFooter.right.text = "Page &P of &N"
     for part in (ws.oddHeader.left, ws.oddHeader.center, ws.oddHeader.right, ws.oddFooter.left, ws.oddFooter.right):
         part.size = 9
 
 
-def fit_rows(ws: Any, widths: list[int]) -> None:
-    """Body font and a row height for each row's wrapped text (LibreOffice keeps one line for rows written
-    by openpyxl, and the text then prints over the next row)."""
-    body_font = Font(size=BODY_POINTS)
-    for r, row in enumerate(ws.iter_rows(), start=1):
-        texts = [str(c.value or "") for c in row]
-        ws.row_dimensions[r].height = _row_height(texts, widths)
-        if r > 1:
-            for c in row:
-                c.font = body_font
-
-
 def _header_text(text: str) -> str:
     return text.replace("&", "&&")  # & starts a header code (&P, &D)
-
-
-def render_xlsx(result: Any) -> bytes:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "Queries"
-    headers = [h for _, h, _ in QUERY_COLUMNS] + [h for h, _ in ANSWER_COLUMNS]
-    for col, header in enumerate(headers, start=1):
-        _text_cell(ws, 1, col, header)
-        ws.cell(row=1, column=col).font = Font(bold=True)
-        ws.cell(row=1, column=col).fill = HEADER_FILL
-    wrap = Alignment(wrap_text=True, vertical="top")
-    widths = [w for _, _, w in QUERY_COLUMNS] + [w for _, w in ANSWER_COLUMNS]
-    for col in range(1, len(headers) + 1):
-        ws.cell(row=1, column=col).alignment = wrap
-    r = 1
-    for f in result.findings:
-        if f.severity is Severity.WARNING:  # notes for the data manager, nothing for a site to answer
-            continue
-        r += 1
-        row = finding_row(f)
-        texts = [neutralise(_shown(key, text_of(row[key])))[:32000] for key, _, _ in QUERY_COLUMNS]
-        for col, text in enumerate(texts, start=1):
-            _text_cell(ws, r, col, text)
-            ws.cell(row=r, column=col).alignment = wrap
-        for col in range(len(QUERY_COLUMNS) + 1, len(headers) + 1):
-            ws.cell(row=r, column=col).fill = ANSWER_FILL
-            ws.cell(row=r, column=col).number_format = "@"
-    for col, width in enumerate(widths, start=1):
-        ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
-    ws.freeze_panes = "A2"
-    if r > 1:
-        ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
-    fit_rows(ws, widths)
-    sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
-    print_setup(ws, result.study, sites, result.generated)
-    about = wb.create_sheet("About")
-    info = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
-            ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
-            ("Tool version", result.tool_version), ("Generated", result.generated or ""),
-            ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
-                              "correct the subject's workbook, and send both back to the data manager.")]
-    for i, (k, v) in enumerate(info, start=1):
-        _text_cell(about, i, 1, k)
-        _text_cell(about, i, 2, neutralise(v))
-    about.column_dimensions["A"].width = 18
-    about.column_dimensions["B"].width = 90
-    for i, (_, v) in enumerate(info, start=1):
-        about.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
-        about.row_dimensions[i].height = _row_height([str(v)], [90])
-    about.page_setup.orientation = "landscape"
-    about.page_setup.paperSize = about.PAPERSIZE_A4
-    about.page_setup.fitToWidth = 1
-    about.page_setup.fitToHeight = 0
-    about.sheet_properties.pageSetUpPr.fitToPage = True
-    wb.properties.creator = "open-ecrf"
-    wb.properties.created = FIXED_TIME
-    wb.properties.modified = FIXED_TIME
-    buf = io.BytesIO()
-    wb.save(buf)
-    return _deterministic_zip(buf.getvalue())
 
 
 def _deterministic_zip(data: bytes) -> bytes:

@@ -29,7 +29,7 @@ from .. import defcache
 from ..expressions import BUILTINS, MISSING, Compiled, Expression, ExpressionError, compile_expression, parse
 from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
-from ..messages import Locator
+from ..messages import Locator, continuing
 from ..messages import render as render_message
 from ..model import Item, Study, Visit
 from ..subject import Location, SubjectRecord
@@ -270,7 +270,7 @@ class RuleSet:
     def _finding(self, ctx: SubjectContext, frame: Frame, rule: Rule, check: Check, values: dict[str, Any]) -> Finding:
         visit, form, item, row, path = frame.path(check.field) if check.field else frame.path("")
         raw = _raw_value(ctx.record, path) if check.field else None
-        message = render(check.message, lambda name: values[name] if name in values else frame.resolve(name))
+        message = render(continuing(check.message), lambda name: values[name] if name in values else frame.resolve(name))
         loc = ctx.record.location(path) if path else ctx.record.location("")
         place = self.locator.place(visit if row is None else "", form, item, None if row is None else row + 1, loc.sheet or "", loc.cell or "")
         return Finding(
@@ -299,7 +299,7 @@ class RuleSet:
                                    loc.sheet or "", loc.cell or "")
         return Finding(
             rule=rule.id, severity=severity, category=rule.category,
-            message=render_message(place, render(template, lookup)),
+            message=render_message(place, render(continuing(template), lookup)),
             subject=ctx.record.subject, site=ctx.record.site, visit=hit.visit if hit.row is None else "", form=hit.form,
             field=hit.field, row=None if hit.row is None else hit.row + 1, file=loc.file, sheet=loc.sheet or "",
             cell=loc.cell or "", value=hit.value, expected=rule.title, extra_key=hit.key,

@@ -168,12 +168,21 @@ def _items_with(frame: "Frame", wanted: Thunk, *items: Thunk) -> list[str]:
     return [t.name or t.text for t in items if t(frame) == value]
 
 
+def reference_bound(item: Item, data: Mapping[str, Any], end: str) -> Optional[float]:
+    """The range limit that judges this result: the site laboratory's when entered (x-local-range), else the central one."""
+    if item.local_range is not None:
+        local = _number(data.get(item.local_range[1] if end == "high" else item.local_range[0]))
+        if local is not None:
+            return local
+    rng = item.reference_range
+    if rng is None:
+        return None
+    return rng.high if end == "high" else rng.low
+
+
 def _reference(frame: "Frame", item: Thunk, end: str) -> Any:
     model = frame.items.get(item.name or "")
-    rng = model.reference_range if model is not None else None
-    if rng is None:
-        return MISSING
-    bound = rng.high if end == "high" else rng.low
+    bound = reference_bound(model, frame.data, end) if model is not None else None
     return MISSING if bound is None else bound
 
 
@@ -491,9 +500,13 @@ def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
                                       "unit": item.unit or "", "limits": _fmt_limits(item.hard.describe())},
                               value=frame.data.get(item.id))
                     continue
-                rng = lim.reference
-                if rng is not None and ((rng.low is not None and value < rng.low) or (rng.high is not None and value > rng.high)):
-                    abnormal.append(f"{item.id} {frame.data.get(item.id)}")
+                if item.local_range is not None:
+                    yield from _local_range_problems(frame, item)
+                low, high = reference_bound(item, frame.data, "low"), reference_bound(item, frame.data, "high")
+                if (low is not None and value < low) or (high is not None and value > high):
+                    local = item.local_range is not None and any(_number(frame.data.get(i)) is not None for i in item.local_range)
+                    shown = f"{_fmt_bound(low)}-{_fmt_bound(high)}"
+                    abnormal.append(f"{item.id} {frame.data.get(item.id)} ({'local' if local else 'central'} range {shown})")
             sig = frame.items.get("LBCLSIG")
             if abnormal and sig is not None and frame.resolve("LBCLSIG") is MISSING:
                 yield Hit(frame.visit or "", frame.instance or "", "LBCLSIG", message="significance", severity="error", key="significance",
@@ -502,6 +515,28 @@ def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
 
 def _title(visit: Any, instance: str) -> str:
     return visit.form(instance).title if visit.has(instance) else instance
+
+
+def _fmt_bound(value: Optional[float]) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _local_range_problems(frame: "Frame", item: Item) -> Iterator[Hit]:
+    """A local range with one end only, or with low not below high (EC-23)."""
+    low_id, high_id = item.local_range  # type: ignore[misc]
+    low, high = _number(frame.data.get(low_id)), _number(frame.data.get(high_id))
+    values = {"item": item.id, "question": item.question, "unit": item.unit or "", "low": _fmt_bound(low), "high": _fmt_bound(high)}
+    central = item.reference_range
+    two_sided = central is None or (central.low is not None and central.high is not None)
+    if (low is None) != (high is None) and two_sided:  # eGFR-like tests have a one-sided range anyway
+        blank_id = low_id if low is None else high_id
+        yield Hit(frame.visit or "", frame.instance or "", blank_id, message="range_incomplete", severity="error",
+                  key=f"range-{item.id}", values=values)
+    elif low is not None and high is not None and low >= high:
+        yield Hit(frame.visit or "", frame.instance or "", low_id, message="range_reversed", severity="error",
+                  key=f"range-{item.id}", value=frame.data.get(low_id), values=values)
 
 
 @python_rule("procedures_before_consent")

@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from ..findings import Finding, Severity
 from ..model import Study
-from ..reports import neutralise, text_of
+from ..reports import text_of
 from ..reports.html_report import STATUS_CLASS
-from ..reports.xlsx_report import ANSWER_COLUMNS, ANSWER_FILL, FIXED_TIME, HEADER_FILL, QUERY_COLUMNS, _deterministic_zip, _text_cell, fit_rows, print_setup
+from ..reports.xlsx_report import QUERY_COLUMNS, PageHeader, listing_workbook
 from ..validation import SubjectSummary, VisitState, visit_statuses
 from . import lifecycle
 from .schema import inputs, query_events, queries, return_visits, runs, value_changes
@@ -63,56 +61,21 @@ def listing_xlsx(conn: Connection, study: Study, site: str, today: Optional[str]
     """The site's waiting queries (open, persisting, answered, re-opened) with status, days open and the previous
     answer, and empty answer columns; the site sends it back and validate.py --store records the answers."""
     day = as_of(conn, today)
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "Queries"
     columns = list(QUERY_COLUMNS[:1]) + list(STORE_COLUMNS) + list(QUERY_COLUMNS[1:])
-    headers = [h for _, h, _ in columns] + [h for h, _ in ANSWER_COLUMNS]
-    for col, header in enumerate(headers, start=1):
-        _text_cell(ws, 1, col, header)
-        ws.cell(row=1, column=col).font = Font(bold=True)
-        ws.cell(row=1, column=col).fill = HEADER_FILL
-    wrap = Alignment(wrap_text=True, vertical="top")
-    r = 1
+    rows = []
     for q in query_rows(conn, site, set(lifecycle.ACTIVE)):
-        r += 1
         previous = " / ".join(x for x in (q.answer, f"corrected value {q.corrected_value}" if q.corrected_value else "",
                                           f"by {q.answered_by}" if q.answered_by else "", q.answered_on) if x)
-        row = {"id": q.id, "status": q.status, "days": str(lifecycle.days_open(q, day)), "previous": previous,
-               "severity": q.severity, "rule": q.rule, "site": q.site, "subject": q.subject, "visit": q.visit, "sheet": q.sheet,
-               "cell": q.cell, "field": q.field, "row": q.log_row, "value": _value(q.value), "expected": q.expected,
-               "message": q.message, "file": q.file}
-        for col, (key, _, _) in enumerate(columns, start=1):
-            _text_cell(ws, r, col, neutralise(text_of(row[key]))[:32000])
-            ws.cell(row=r, column=col).alignment = wrap
-        for col in range(len(columns) + 1, len(headers) + 1):
-            ws.cell(row=r, column=col).fill = ANSWER_FILL
-            ws.cell(row=r, column=col).number_format = "@"
-    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
-    for col, width in enumerate(widths, start=1):
-        ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
-    fit_rows(ws, widths)  # printable as the validator's listing (issue 16)
-    print_setup(ws, study, [site], day[:10])
-    ws.freeze_panes = "B2"
-    if r > 1:
-        ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
-    about = wb.create_sheet("About")
+        rows.append({"id": q.id, "status": q.status, "days": str(lifecycle.days_open(q, day)), "previous": previous,
+                     "severity": q.severity, "rule": q.rule, "site": q.site, "subject": q.subject, "visit": q.visit, "sheet": q.sheet,
+                     "cell": q.cell, "field": q.field, "row": q.log_row, "value": _value(q.value), "expected": q.expected,
+                     "message": q.message, "file": q.file})
     from .. import __version__
-    info = [("Study", study.id), ("Site", site), ("Protocol version", study.protocol_version), ("Form version", study.form_version),
-            ("Definition hash", study.definition_hash), ("Tool version", __version__), ("Queries as of", day[:10]),
-            ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
-                              "correct the subject's workbook, and send both back to the data manager. Do not change the Query id column.")]
-    for i, (k, v) in enumerate(info, start=1):
-        _text_cell(about, i, 1, k)
-        _text_cell(about, i, 2, neutralise(v))
-    about.column_dimensions["A"].width = 18
-    about.column_dimensions["B"].width = 90
-    wb.properties.creator = "open-ecrf"
-    wb.properties.created = FIXED_TIME
-    wb.properties.modified = FIXED_TIME
-    buf = io.BytesIO()
-    wb.save(buf)
-    return _deterministic_zip(buf.getvalue())
+    about = [("Study", study.id), ("Site", site), ("Protocol version", study.protocol_version), ("Form version", study.form_version),
+             ("Definition hash", study.definition_hash), ("Tool version", __version__), ("Queries as of", day[:10]),
+             ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
+                               "correct the subject's workbook, and send both back to the data manager. Do not change the Query id column.")]
+    return listing_workbook(columns, rows, about, freeze="B2", page=PageHeader(study, [site], day[:10]))
 
 
 # -- a subject's history ------------------------------------------------------------------------------
