@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from lxml import etree
 
@@ -386,8 +386,3 @@ def study_to_odm(study: Study) -> bytes:
 def metadata_file_name(study: Study) -> str:
     return f"{study.id}-odm-metadata.xml"
 
-
-def iter_item_oids(study: Study) -> Iterable[str]:
-    for form in study.forms():
-        for it in form.items:
-            yield item_oid(form.id, it.id)

@@ -211,12 +211,13 @@ class _Importer:
             source=f"{self.path.name} (CDISC ODM {root.get('ODMVersion') or '1.3.2'}, {root.get('SourceSystem') or 'unknown system'}; Study {study.get('OID')}, MetaDataVersion {mdv.get('OID')})",
         )
         self.draft.notes.extend(self.early_notes)
-        protocol_aliases = _aliases(mdv.find(o.odm("Protocol"))) if mdv.find(o.odm("Protocol")) is not None else {}
+        protocol = mdv.find(o.odm("Protocol"))
+        protocol_aliases = _aliases(protocol) if protocol is not None else {}
         self.draft.sponsor = protocol_aliases.get(o.ALIAS_SPONSOR)
         if o.ALIAS_DOSING in protocol_aliases:
             self.draft.dosing = json.loads(protocol_aliases[o.ALIAS_DOSING])
-        if mdv.find(o.odm("Protocol")) is not None:
-            for a in _children(mdv.find(o.odm("Protocol")), "Alias"):
+        if protocol is not None:
+            for a in _children(protocol, "Alias"):
                 if a.get("Context", "").startswith(o.ALIAS_STUDY_ASSUMPTION + ":"):
                     self.draft.assumptions.append({"id": a.get("Context", "")[len(o.ALIAS_STUDY_ASSUMPTION) + 1:], "text": a.get("Name", "")})
         self.note_extensions(root)
