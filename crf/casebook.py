@@ -78,8 +78,12 @@ def casebook_name(outcome: FileOutcome) -> str:
 
 
 def write_casebooks(result: ValidationResult, sources: dict[str, Path], out_dir: Path, page_size: str = "A4",
-                    today: Optional[dt.date] = None, jobs: Optional[int] = None) -> list[Path]:
+                    today: Optional[dt.date] = None, jobs: Optional[int] = None,
+                    histories: Optional[dict[str, dict[str, Any]]] = None) -> list[Path]:
     """One casebook PDF per usable subject file of `result`; `sources` maps a file's display name to its path.
+
+    `histories`: subject -> crf.store.reports.subject_history, printed as the casebook's last section
+    (the audit trail and query history), when the run was recorded in a study store.
 
     A casebook is a whole CRF book (over a hundred pages for a subject at the end of the study), so
     subjects are laid out in parallel, each worker with its own parsed stylesheet.
@@ -91,7 +95,8 @@ def write_casebooks(result: ValidationResult, sources: dict[str, Path], out_dir:
             continue
         subject = outcome.subject
         findings = [f for f in result.findings if f.file == outcome.file or (not f.file and (f.site, f.subject) == (subject.site, subject.subject))]
-        tasks.append((outcome, str(sources[outcome.file]), findings, str(out_dir / casebook_name(outcome))))
+        history = (histories or {}).get(subject.subject)
+        tasks.append((outcome, str(sources[outcome.file]), findings, str(out_dir / casebook_name(outcome)), history))
     jobs = max(1, min(jobs or len(os.sched_getaffinity(0)), len(tasks)))
     if jobs == 1:
         _worker_init(result.study, page_size, today)
@@ -111,15 +116,15 @@ def _worker_init(study: Study, page_size: str, today: Optional[dt.date]) -> None
     _WORKER.update(builder=PdfBuilder(study, page_size=page_size), today=today)
 
 
-def _worker_run(task: tuple[FileOutcome, str, list[Finding], str]) -> Optional[str]:
-    outcome, source, findings, target = task
+def _worker_run(task: tuple[FileOutcome, str, list[Finding], str, Optional[dict[str, Any]]]) -> Optional[str]:
+    outcome, source, findings, target, history = task
     builder: PdfBuilder = _WORKER["builder"]
     read = read_file(Path(source), outcome.file, builder.study).subject
     if read is None:  # changed since it was checked: nothing certified can be printed
         return None
     path = Path(target)
     try:
-        document = render_casebook(builder, outcome, read, findings, _WORKER["today"])
+        document = render_casebook(builder, outcome, read, findings, _WORKER["today"], history)
         builder._write(document, path, name=f"{path.name}|{outcome.sha256}")
     except Exception as exc:  # one subject's casebook must not stop the others'; the findings stand regardless
         sys.stderr.write(f"casebook of {outcome.file} not written: {type(exc).__name__}: {str(exc)[:200]}\n")
@@ -128,7 +133,7 @@ def _worker_run(task: tuple[FileOutcome, str, list[Finding], str]) -> Optional[s
 
 
 def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject, findings: list[Finding],
-                    today: Optional[dt.date]) -> Any:
+                    today: Optional[dt.date], history: Optional[dict[str, Any]] = None) -> Any:
     study = builder.study
     assert outcome.subject is not None
     record = read.record
@@ -188,8 +193,29 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
     context = builder._context(
         title, subject=subject, outcome=outcome, visits=visits, logs=logs, general=remaining, counts=counts,
         checked=today.isoformat() if today else "", file_name=outcome.file.replace("\\", "/").rsplit("/", 1)[-1],
-        record=record, tool=f"open-ecrf {__version__}")
+        record=record, tool=f"open-ecrf {__version__}", history=_audit(study, history) if history else None)
     return builder._render("casebook.html.j2", context)
+
+
+def _audit(study: Study, history: dict[str, Any]) -> dict[str, Any]:
+    """The store's history of a subject with each change and query placed in words (visit, form, item, cell)."""
+    from .reports import text_of
+
+    def item_words(visit: str, form: str, item: str, row: Optional[int]) -> str:
+        if row is not None:
+            return f"log {visit} record {row}, {item}"
+        return " ".join(x for x in (visit, form, item) if x) or "the subject"
+
+    def value_words(value: Any) -> str:
+        return "(blank)" if value is None else text_of(value)
+
+    changes = [{**c, "where": item_words(c["visit"], c["form"], c["item"], c["log_row"]),
+                "place": f"sheet '{c['sheet']}', cell {c['cell']}" if c["cell"] else (c["sheet"] or "–"),
+                "old_text": value_words(c["old"]), "new_text": value_words(c["new"])}
+               for c in history["changes"]]
+    queries = [{**q, "where": item_words(q["form"] if q["log_row"] is not None else q["visit"], "", q["field"], q["log_row"])}
+               for q in history["queries"]]
+    return {**history, "changes": changes, "queries": queries}
 
 
 def _derived(study: Study, read: ReadSubject) -> dict[str, Any]:

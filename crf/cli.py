@@ -459,7 +459,15 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         from .validation import display_name
 
         sources = {display_name(p): p for p in discover(paths)}
-        books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None)  # type: ignore[attr-defined]
+        histories = None
+        if store is not None:  # the audit trail and query history of each subject, as recorded just now
+            from .store.reports import subject_history
+
+            day = today.date().isoformat() if today else None  # type: ignore[attr-defined]
+            subjects = sorted({o.subject.subject for o in result.files if o.subject is not None})
+            histories = _in_store(store, study, lambda conn: {s: subject_history(conn, s, day) for s in subjects}, store_wait)
+        books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None,  # type: ignore[attr-defined]
+                                histories=histories)
         click.echo(f"{len(books)} casebook(s) written to {casebook_dir}", err=True)
     data = render(result, fmt)
     if output is not None:

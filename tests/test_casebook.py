@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from crf.cli import validate as validate_cli
+from crf.reports import text_of
 from click.testing import CliRunner
 
 from conftest import ROOT
@@ -91,3 +92,55 @@ def test_casebook_bytes_are_reproducible_and_pages_clean(casebook, tmp_path):
     assert result.exit_code == 1, result.output
     assert (again / path.name).read_bytes() == path.read_bytes()
     assert not page_problems(path)
+
+
+def store_casebook(folder: Path, monkeypatch) -> Path:
+    """Two returns of 01-901 recorded in a new study store, the second corrected: the dose fixed, SYSBP filled in."""
+    folder.mkdir()
+    monkeypatch.chdir(folder)  # the store keeps file names as given: relative, so two folders give the same bytes
+    store = Path("study.db")
+    first = Path("first")
+    first.mkdir()
+    (first / "BEL-NMOSD_01-901.json").write_text(json.dumps(early_subject(), indent=1))
+    run = CliRunner().invoke(validate_cli, [str(first), "--store", str(store), "--received", "2025-02-03T10:00", "--today", "2025-02-03",
+                                            "--format", "csv", "--output", "r1.csv"])
+    assert run.exit_code == 1, run.output
+    corrected = early_subject()
+    ex = corrected["visits"]["V1"]["EX"]
+    ex["EXDOSE"] = round(ex["EXWT"] * 10, 1)
+    corrected["visits"]["V1"]["VS_PRE"]["SYSBP"] = 118
+    second = Path("second")
+    second.mkdir()
+    (second / "BEL-NMOSD_01-901.json").write_text(json.dumps(corrected, indent=1))
+    books = folder / "books"  # absolute: the test reads it after leaving the folder
+    run = CliRunner().invoke(validate_cli, [str(second), "--store", str(store), "--received", "2025-02-17T09:30", "--today", "2025-02-17",
+                                            "--format", "csv", "--output", "r2.csv", "--casebook", str(books)])
+    assert run.exit_code in (0, 1), run.output
+    return books / "casebook-01-01-901.pdf"
+
+
+def test_casebook_with_store_prints_audit_trail_and_query_history(tmp_path, monkeypatch):
+    path = store_casebook(tmp_path / "a", monkeypatch)
+    pages = page_texts(path)
+    start = next(i for i, text in enumerate(pages) if text.startswith("Audit trail and query history") or " Audit trail and query history " in text)
+    audit = " ".join(pages[start:])
+    first_sha = hashlib.sha256((tmp_path / "a" / "first" / "BEL-NMOSD_01-901.json").read_bytes()).hexdigest()
+    second_sha = hashlib.sha256((tmp_path / "a" / "second" / "BEL-NMOSD_01-901.json").read_bytes()).hexdigest()
+    compact = audit.replace(" ", "")
+    assert first_sha in compact and second_sha in compact  # both returns, each with its hash
+    assert "2025-02-03T10:00:00" in audit and "2025-02-17T09:30:00" in audit
+    weight = json.loads(SUBJECT.read_text())["visits"]["V1"]["EX"]["EXWT"]
+    assert "V1 VS_PRE SYSBP – (blank) 118" in audit  # the audit trail: blank, then 118 (a JSON document has no cells)
+    assert f"V1 EX EXDOSE – {text_of(round(weight * 10 * 1.21, 1))} {text_of(round(weight * 10, 1))}" in audit
+    ec36 = audit[audit.index("EC-36 · V1 EXDOSE"):][:300]
+    assert ec36.startswith("EC-36 · V1 EXDOSE resolved")  # the query's life: opened on the first return, resolved by the second
+    assert "2025-02-03 10:00 opened (return 1)" in ec36 and "2025-02-17 09:30 resolved (return 2)" in ec36
+    assert "FIELD-REQUIRED · V1 SYSBP resolved" in audit
+    assert "EC-50 · log AE record 1, AECONTRT persisting" in audit
+    assert not page_problems(path)
+    assert store_casebook(tmp_path / "b", monkeypatch).read_bytes() == path.read_bytes()  # same inputs, same store history: same bytes
+
+
+def test_casebook_without_store_has_no_audit_section(casebook):
+    path, _, _ = casebook
+    assert not any("Audit trail and query history" in text for text in page_texts(path))

@@ -97,7 +97,7 @@ def subject_history(conn: Connection, subject: str, today: Optional[str] = None)
         "changes": [{"return": number.get(c.input_id), "previous_return": number.get(c.previous_input_id), "path": c.path,
                      "visit": c.visit, "form": c.form, "item": c.item, "log_row": c.log_row, "sheet": c.sheet, "cell": c.cell,
                      "old": _value(c.old_value), "new": _value(c.new_value)} for c in changes],
-        "queries": [{"id": q.id, "rule": q.rule, "severity": q.severity, "visit": q.visit, "field": q.field, "log_row": q.log_row,
+        "queries": [{"id": q.id, "rule": q.rule, "severity": q.severity, "visit": q.visit, "form": q.form, "field": q.field, "log_row": q.log_row,
                      "sheet": q.sheet, "cell": q.cell, "status": q.status, "days_open": lifecycle.days_open(q, day),
                      "message": q.message, "answer": q.answer, "corrected_value": q.corrected_value, "close_reason": q.close_reason,
                      "events": [{"event": e.event, "status": e.status, "at": e.at, "return": number.get(e.input_id),
