@@ -21,7 +21,7 @@ from . import __version__
 from .findings import Finding, Severity
 from .model import Item, ItemKind, Study
 from .pdf import PdfBuilder
-from .pdf_layout import FormView, LogPage, LogView, form_view
+from .pdf_layout import FormView, LogPage, LogView
 from .readers import read_file
 from .readers.base import ReadSubject
 from .validation import FileOutcome, ValidationResult, visit_statuses
@@ -170,7 +170,7 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
         visits.append(case)
     logs: list[CaseLog] = []
     for log in study.logs:
-        view = builder.log_views[log.id]
+        log_view = builder.log_views[log.id]
         rows: dict[int, dict[str, Shown]] = {}
         row_findings: dict[int, tuple[Finding, ...]] = {}
         for index, values in enumerate(record.logs.get(log.id, [])):
@@ -185,7 +185,7 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
             row_findings[number] = about(form=log.id, row=number)
         numbers = sorted(rows)
         pages = tuple(LogPage(numbers[i], tuple(numbers[i:i + LOG_RECORDS_PER_PAGE])) for i in range(0, len(numbers), LOG_RECORDS_PER_PAGE))
-        logs.append(CaseLog(replace(view, anchor=f"cb-log-{log.id}", pages=pages), rows, row_findings, about(form=log.id)))
+        logs.append(CaseLog(replace(log_view, anchor=f"cb-log-{log.id}", pages=pages), rows, row_findings, about(form=log.id)))
     remaining = tuple(f for n, f in enumerate(findings) if n not in placed)
     counts = {s.value: sum(1 for f in findings if f.severity is s) for s in Severity}
     subject = outcome.subject

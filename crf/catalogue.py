@@ -149,7 +149,7 @@ def code(name: str) -> FindingCode:
         raise KeyError(f"finding code {name!r} is not in crf/catalogue.py") from None
 
 
-class _Context(dict):  # type: ignore[type-arg]
+class _Context(dict[str, str]):
     def __missing__(self, key: str) -> str:
         return "?"
 

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 import click
 
 from .loader import StudyDefinitionError, load_study
 from .model import Study
 from .summary import study_summary
+
+if TYPE_CHECKING:  # the store is imported only by the commands that use it
+    from sqlalchemy import Connection
+
+T = TypeVar("T")
 
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "schemas" / "belimumab-nmosd"
 
@@ -170,7 +175,7 @@ def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: 
     if unknown:
         raise click.BadParameter(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(sorted(PLANTS))}", param_hint="--plant")
     try:
-        written = generate(_load(study_dir), out / "returned", count, site=site, seed=seed, plants=kinds, fmt=fmt,  # type: ignore[arg-type]
+        written = generate(_load(study_dir), out / "returned", count, site=site, seed=seed, plants=kinds, fmt=fmt,  # type: ignore[arg-type]  # fmt: click.Choice gives one of the literal formats
                            manifest=out / "planted.json")  # beside returned/, which gets validated
     except PlantNotApplicable as exc:
         raise click.ClickException(str(exc))
@@ -260,11 +265,11 @@ def _write_imported(draft: object, out: Path) -> None:
     from .interop.studywriter import ImportRefused, write_study
 
     try:
-        study = write_study(draft, out)  # type: ignore[arg-type]
+        study = write_study(draft, out)  # type: ignore[arg-type]  # draft: the importers' StudyDraft, typed object here to keep their import lazy
     except ImportRefused as exc:
         _print_notes(exc.notes)
         raise click.ClickException(f"nothing was imported ({len(exc.notes)} problem(s) above)")
-    _print_notes(draft.notes)  # type: ignore[attr-defined]
+    _print_notes(draft.notes)  # type: ignore[attr-defined]  # same draft
     click.echo(f"Study {study.id} written to {out}: {len(study.visits)} visit(s), {len(study.forms())} form(s), "
                f"{len(study.logs)} log(s), {sum(len(f.items) for f in study.forms())} item(s); notes in {out / 'IMPORT-NOTES.md'}. "
                f"Next: python build_crf.py check --study {out}")
@@ -433,7 +438,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
     if bar is not None:
         bar.__enter__()
     try:
-        result = run(study, list(paths), jobs=jobs, progress=step, generated=timestamp, today=today.date() if today else None,  # type: ignore[attr-defined]
+        result = run(study, list(paths), jobs=jobs, progress=step, generated=timestamp, today=today.date() if today else None,  # type: ignore[attr-defined]  # today: click.DateTime gives a datetime
                      keep_values=store is not None)
     finally:
         if bar is not None:
@@ -463,10 +468,10 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         if store is not None:  # the audit trail and query history of each subject, as recorded just now
             from .store.reports import subject_history
 
-            day = today.date().isoformat() if today else None  # type: ignore[attr-defined]
+            day = today.date().isoformat() if today else None  # type: ignore[attr-defined]  # today: click.DateTime gives a datetime
             subjects = sorted({o.subject.subject for o in result.files if o.subject is not None})
             histories = _in_store(store, study, lambda conn: {s: subject_history(conn, s, day) for s in subjects}, store_wait)
-        books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None,  # type: ignore[attr-defined]
+        books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None,  # type: ignore[attr-defined]  # as above
                                 histories=histories)
         click.echo(f"{len(books)} casebook(s) written to {casebook_dir}", err=True)
     data = render(result, fmt)
@@ -558,7 +563,7 @@ def _store_study(study_dir: Path) -> Study:
         raise click.UsageError(f"--study {study_dir} is not a usable study definition ({len(exc.problems)} problem(s))")
 
 
-def _in_store(store: str, study: Study, work, wait: float = 30.0):  # type: ignore[no-untyped-def]
+def _in_store(store: str, study: Study, work: Callable[[Connection], T], wait: float = 30.0) -> T:
     """Run work(conn) inside the store's transaction; store problems become one clear message (exit 2)."""
     from .store import StoreError
     from .store.database import transaction
@@ -598,7 +603,7 @@ def queries_list(study_dir: Path, store: str, site: Optional[str], subject: Opti
         raise click.BadParameter(f"unknown status {', '.join(unknown)}; use {', '.join(lifecycle.STATUSES)}", param_hint="--status")
     study = _store_study(study_dir)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> list[tuple[Any, int]]:
         day = as_of(conn, today)
         return [(q, lifecycle.days_open(q, day)) for q in query_rows(conn, site, set(statuses) or None, subject)]
     rows = _in_store(store, study, work)
@@ -750,7 +755,7 @@ def store_dashboard(study_dir: Path, store: str, out_dir: Path, only_site: Optio
 
     study = _store_study(study_dir)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> dict[str, bytes]:
         return {site: dashboard_html(conn, study, site, today) for site in ([only_site] if only_site else sites(conn))}
     pages = _in_store(store, study, work)
     out_dir.mkdir(parents=True, exist_ok=True)

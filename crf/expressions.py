@@ -12,7 +12,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Protocol
 
 _ALLOWED = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
@@ -246,6 +246,18 @@ BUILTINS: dict[str, Callable[..., Any]] = {
 }
 
 
+class EvaluationScope(Protocol):
+    """What an expression is evaluated in: `resolve` gives a name's value, `functions` the callable names.
+
+    `Scope` below is the plain one; the rules engine's frames (crf/rules/context.py) are others.
+    """
+
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]: ...
+
+    def resolve(self, name: str) -> Any: ...
+
+
 class Scope:
     """What names mean while evaluating: field values, and functions beyond the builtins."""
 
@@ -259,7 +271,7 @@ class Scope:
 # is then a chain of plain function calls (several times faster than walking the tree each time,
 # which matters for the rules: ~1000 evaluations per subject). Nothing is passed to eval or exec.
 
-Compiled = Callable[[Scope], Any]
+Compiled = Callable[[EvaluationScope], Any]
 
 
 class Thunk:
@@ -277,13 +289,13 @@ class Thunk:
         self.name = name
         self.text = text
 
-    def __call__(self, scope: Scope) -> Any:
+    def __call__(self, scope: EvaluationScope) -> Any:
         return self.fn(scope)
 
 
 def lazy(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a function as lazy: it gets (scope, *thunks) instead of evaluated arguments."""
-    fn.lazy = True  # type: ignore[attr-defined]
+    fn.lazy = True  # type: ignore[attr-defined]  # a marker attribute on the function object
     return fn
 
 
@@ -299,7 +311,7 @@ def compile_expression(expr: Expression) -> Compiled:
     return fn
 
 
-def evaluate(expr: Expression, scope: Scope) -> Any:
+def evaluate(expr: Expression, scope: EvaluationScope) -> Any:
     return compile_expression(expr)(scope)
 
 
@@ -348,7 +360,7 @@ class _Compiler:
                 a, b = parts
                 return lambda s: bool(a(s)) and bool(b(s))
 
-            def all_of(s: Scope) -> bool:
+            def all_of(s: EvaluationScope) -> bool:
                 for p in parts:
                     if not p(s):
                         return False
@@ -358,7 +370,7 @@ class _Compiler:
             a, b = parts
             return lambda s: bool(a(s)) or bool(b(s))
 
-        def any_of(s: Scope) -> bool:
+        def any_of(s: EvaluationScope) -> bool:
             for p in parts:
                 if p(s):
                     return True
@@ -371,7 +383,7 @@ class _Compiler:
             return lambda s: not bool(operand(s))
         negate = isinstance(node.op, ast.USub)
 
-        def sign(s: Scope) -> Any:
+        def sign(s: EvaluationScope) -> Any:
             value = operand(s)
             if value is MISSING:
                 return MISSING
@@ -384,7 +396,7 @@ class _Compiler:
     def c_BinOp(self, node: ast.BinOp) -> Compiled:
         left, right, op = self.build(node.left), self.build(node.right), _binop(node.op)
 
-        def binop(s: Scope) -> Any:
+        def binop(s: EvaluationScope) -> Any:
             a, b = left(s), right(s)
             if a is MISSING or b is MISSING:
                 return MISSING
@@ -400,7 +412,7 @@ class _Compiler:
         if len(rest) == 1:
             op, right = rest[0]
             if isinstance(op, ast.Eq):
-                def eq(s: Scope) -> bool:
+                def eq(s: EvaluationScope) -> bool:
                     a = first(s)
                     return a is not MISSING and a == right(s)
                 return eq
@@ -408,7 +420,7 @@ class _Compiler:
                 import operator
                 fn = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}[type(op)]
 
-                def order(s: Scope) -> bool:
+                def order(s: EvaluationScope) -> bool:
                     a = first(s)
                     if a is MISSING:
                         return False
@@ -422,7 +434,7 @@ class _Compiler:
                 return order
             return lambda s: _compare(op, first(s), right(s))
 
-        def chain(s: Scope) -> bool:
+        def chain(s: EvaluationScope) -> bool:
             left = first(s)
             for op, comparator in rest:
                 right = comparator(s)
@@ -437,11 +449,11 @@ class _Compiler:
         return lambda s: body(s) if bool(test(s)) else orelse(s)
 
     def c_Call(self, node: ast.Call) -> Compiled:
-        name = node.func.id  # type: ignore[attr-defined]
+        name = node.func.id  # type: ignore[attr-defined]  # the checker allows only calls of plain names
         args = [self.build(a) for a in node.args]
         thunks = [Thunk(fn, _dotted(a), ast.unparse(a)) for fn, a in zip(args, node.args)]
 
-        def call(s: Scope) -> Any:
+        def call(s: EvaluationScope) -> Any:
             fn = s.functions.get(name)
             if fn is None:
                 raise ExpressionError(f"unknown function {name}()")

@@ -21,6 +21,7 @@ from urllib.parse import urldefrag, urljoin
 import jsonschema
 import referencing
 import referencing.exceptions
+import referencing.jsonschema
 from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 
 from . import defcache, expressions
@@ -523,7 +524,7 @@ class _Loader:
         if len(self.problems) > start:
             return None
         return Item(
-            id=name, question=question, kind=kind, value_type=value_type, sdtm=sdtm, pointer=f"{file}#{ptr}",
+            id=name, question=str(question), kind=kind, value_type=value_type, sdtm=sdtm, pointer=f"{file}#{ptr}",
             required=required and not derived, condition=condition, required_with=required_with,
             help=spec.get("description"), unit=spec.get("x-unit"), decimals=spec.get("x-decimals", 0),
             hard=hard, soft=soft, soft_message=(soft_raw or {}).get("message"), codelist=codelist,

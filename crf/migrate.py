@@ -73,14 +73,12 @@ def read_old(data: bytes, display: str, study: Study) -> Migration:
         if keys.get("study_id", "") != study.id:
             raise Unusable("WRONG-STUDY", f"this workbook belongs to study '{keys.get('study_id') or 'unknown'}', not to {study.id}",
                            "Migrate it with that study's definition")
-        located: dict[str, CellRef] = {}
-        for path, ref in fieldmap._parsed().items():  # every field the old version had, as it wrote them
-            located[path] = ref
+        located: dict[str, CellRef] = dict(fieldmap._parsed())  # every field the old version had, as it wrote them
         for name, text in package.names.items():  # defined names move with inserted rows: they win
-            path = _name_path(name)
-            ref = parse_reference(text) if path else None
-            if path and ref is not None:
-                located[path] = ref
+            named_path = _name_path(name)
+            named_ref = parse_reference(text) if named_path else None
+            if named_path and named_ref is not None:
+                located[named_path] = named_ref
         current = {spec.path: spec for spec in field_table(study)}
         record = SubjectRecord(study=study.id, site=keys.get("site", ""), subject=keys.get("subject", ""),
                                form_version=study.form_version, definition_hash=study.definition_hash)

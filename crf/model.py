@@ -283,7 +283,7 @@ class Study:
     registry_id: Optional[str] = None
     sponsor: Optional[str] = None
     form_definitions: tuple[Form, ...] = ()  # each form as written in forms/, before instance overrides
-    schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+    schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # set by the loader right after construction; never None once loaded
 
     def visit(self, visit_id: str) -> Visit:
         for v in self.visits:

@@ -47,6 +47,9 @@ PDFA_VARIANT = "pdf/a-2b"
 BOOK_NAME = "crf-book.pdf"
 ACRF_NAME = "acrf.pdf"
 
+# A bookmark: (title, target, children, state), as WeasyPrint's make_bookmark_tree gives them.
+OutlineEntry = tuple[str, Any, list[Any], str]
+
 
 def build_pdfs(study: Study, out_dir: Path, page_size: str = "A4", pdfa: bool = False, jobs: Optional[int] = None) -> list[Path]:
     """Write every visit and log PDF, the CRF book and acrf.pdf into out_dir; return their paths.
@@ -349,7 +352,7 @@ class PdfBuilder:
         outline = _AcrfOutline(self.study, forms, logs)
         original_tree = acrf.make_bookmark_tree
         # The outline groups the same pages twice (by visit and by form), which CSS bookmarks cannot express.
-        acrf.make_bookmark_tree = lambda scale=1, transform_pages=False: outline.regroup(original_tree(scale, transform_pages))  # type: ignore[method-assign]
+        acrf.make_bookmark_tree = lambda scale=1, transform_pages=False: outline.regroup(original_tree(scale, transform_pages))
         return self._write(acrf, path)
 
 
@@ -385,16 +388,16 @@ class _AcrfOutline:
                 walk(children)
 
         walk(tree)
-        by_form = [(f"{f.name}: {f.title} ({f.label})", targets[f.anchor], [], "closed") for f in self.forms]
-        by_visit = []
+        by_form: list[OutlineEntry] = [(f"{f.name}: {f.title} ({f.label})", targets[f.anchor], [], "closed") for f in self.forms]
+        by_visit: list[OutlineEntry] = []
         for visit in self.study.visits:
-            children = []
+            children: list[OutlineEntry] = []
             for inst in visit.forms:
                 view = next(f for f in self.forms if visit.id in f.visits and f.name == inst.name and f.form.id == inst.form.id)
                 children.append((f"{inst.name}: {inst.title}", targets[view.anchor], [], "closed"))
             if children:
                 by_visit.append((f"{visit.id} {visit.label}", children[0][1], children, "closed"))
-        logs = [(f"Log {v.log.id}: {v.log.label}", targets[v.anchor], [], "closed") for v in self.logs]
+        logs: list[OutlineEntry] = [(f"Log {v.log.id}: {v.log.label}", targets[v.anchor], [], "closed") for v in self.logs]
         out = list(front)
         if by_visit:
             out.append(("Visits", by_visit[0][1], by_visit, "open"))

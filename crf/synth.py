@@ -67,20 +67,24 @@ def typical_range(item: Item) -> tuple[float, float]:
     highs = [b for b in (item.hard.high, item.soft.high if item.soft else None,
                          item.reference_range.high if item.reference_range else None) if b is not None]
     step = 10 ** -item.decimals
-    lo = max(lows) if lows else None
-    hi = min(highs) if highs else None
-    if lo is None and hi is None:
-        lo, hi = 1.0, 100.0
-    elif lo is None:
-        lo = hi / 2 if hi > 0 else hi - 10  # type: ignore[operator]
-    elif hi is None:
-        hi = lo * 1.5 + 10
+    lo, hi = _close_open_ends(max(lows) if lows else None, min(highs) if highs else None)
     for limits in (item.hard, item.soft or Limits()):  # exclusive bounds: one step inside
-        if limits.exclusive_minimum is not None and lo <= limits.exclusive_minimum:  # type: ignore[operator]
+        if limits.exclusive_minimum is not None and lo <= limits.exclusive_minimum:
             lo = limits.exclusive_minimum + step
-        if limits.exclusive_maximum is not None and hi >= limits.exclusive_maximum:  # type: ignore[operator]
+        if limits.exclusive_maximum is not None and hi >= limits.exclusive_maximum:
             hi = limits.exclusive_maximum - step
-    return float(lo), float(max(lo, hi))  # type: ignore[arg-type]
+    return float(lo), float(max(lo, hi))
+
+
+def _close_open_ends(lo: Optional[float], hi: Optional[float]) -> tuple[float, float]:
+    """A range with a missing end (or both) made finite, around the end that is given."""
+    if lo is not None and hi is not None:
+        return lo, hi
+    if lo is not None:
+        return lo, lo * 1.5 + 10
+    if hi is not None:
+        return (hi / 2 if hi > 0 else hi - 10), hi
+    return 1.0, 100.0
 
 
 def as_number(item: Item, value: float) -> int | float:
@@ -266,7 +270,7 @@ def _link_visit_form(subj: _Subject, visit: Visit, inst: FormInstance, day: dt.d
             pre["LBPERF"] = "NA"
     if form.has("EDSS") and all(form.has(fs) for fs in FS_ITEMS):
         attack = subj.attack and visit is _attack_visit(study)
-        pre.update({k: v for k, v in (subj.attack.profile if attack else subj.edss).items() if form.has(k)})  # type: ignore[union-attr]
+        pre.update({k: v for k, v in (subj.attack.profile if attack else subj.edss).items() if form.has(k)})  # type: ignore[union-attr]  # attack is true only when subj.attack is set
     if subj.attack and form.has("CESPID") and form.has("CESTDAT") and not visit.scheduled:
         pre.update(CESPID=subj.attack.number, CESTDAT=iso(subj.attack.onset))
     if visit.infusion and form.domain == "EX":
@@ -289,7 +293,7 @@ def _weight(subj: _Subject, item: Item, day: dt.date) -> float:
 
 
 def _same_visit_weight(subj: _Subject, visit: Visit, weight_item: str) -> Optional[float]:
-    source = subj.study.dosing.weight_source or ""
+    source = (subj.study.dosing.weight_source if subj.study.dosing else None) or ""
     form_name = source.rpartition(".")[0]
     return subj.record.value(visit.id, form_name, weight_item) if form_name else None
 
@@ -303,7 +307,7 @@ def _dosing(subj: _Subject, form: Any, day: dt.date, clock: _Clock, pre_weight: 
     clock.minutes = end
     times = {"EXSTDAT": iso(day), "EXENDAT": iso(day), "EXSTTIM": _Clock.text(start), "EXENTIM": _Clock.text(end)}
     out.update({k: v for k, v in times.items() if form.has(k)})
-    if pre_weight is not None:
+    if pre_weight is not None and dosing is not None:
         dose = round(dosing.dose_mg_per_kg * pre_weight)
         if form.has("EXWT"):
             out["EXWT"] = pre_weight
@@ -550,7 +554,9 @@ def derive(study: Study, record: SubjectRecord) -> None:
     for visit in study.visits:
         for inst in visit.forms:
             values = record.visits.get(visit.id, {}).get(inst.name)
-            for item in inst.items if values is not None else ():
+            if values is None:
+                continue
+            for item in inst.items:
                 if item.derived:
                     values.pop(item.id, None)
     for log in study.logs:
@@ -639,7 +645,7 @@ def _dosing_forms(study: Study, record: SubjectRecord) -> list[tuple[Visit, dict
 
 
 def _weight_item(study: Study) -> str:
-    return (study.dosing.weight_source or "").rpartition(".")[2]
+    return ((study.dosing.weight_source if study.dosing else None) or "").rpartition(".")[2]
 
 
 def _path(visit: str, form: str, item: str) -> str:
@@ -691,7 +697,8 @@ def _soft_limit(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     if soft.high is not None:
         value = soft.high + max(step, abs(soft.high) * 0.05)
     else:
-        value = soft.low - max(step, abs(soft.low) * 0.05)  # type: ignore[operator]
+        assert soft.low is not None  # a soft limit has at least one end
+        value = soft.low - max(step, abs(soft.low) * 0.05)
     hard_lo, hard_hi = it.hard.low, it.hard.high
     if hard_hi is not None:
         value = min(value, hard_hi)
@@ -726,10 +733,11 @@ def _visit_out_of_window(study: Study, record: SubjectRecord, rng: random.Random
     visit = _movable_visit(study, record)
     assert visit is not None and visit.day is not None
     old = _visit_date(record, visit)
+    assert old is not None  # _movable_visit takes only visits with a date
     anchor = next((v for v in study.visits if v.day == 0), None)
-    day0 = (_visit_date(record, anchor) if anchor else None) or old - dt.timedelta(days=visit.day)  # type: ignore[operator]
+    day0 = (_visit_date(record, anchor) if anchor else None) or old - dt.timedelta(days=visit.day)
     new_day = day0 + dt.timedelta(days=visit.day + visit.window.after + rng.randint(2, 5))
-    shift = new_day - old  # type: ignore[operator]
+    shift = new_day - old
     for values in record.visits[visit.id].values():
         for key, value in list(values.items()):
             if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
@@ -738,22 +746,25 @@ def _visit_out_of_window(study: Study, record: SubjectRecord, rng: random.Random
             f"outside its window of day {visit.day} -{visit.window.before}/+{visit.window.after}")
 
 
-@plant_kind("dose-deviation", needs=lambda s, r: any("EXDOSE" in v for _, v in _dosing_forms(s, r)))
+@plant_kind("dose-deviation", needs=lambda s, r: s.dosing is not None and any("EXDOSE" in v for _, v in _dosing_forms(s, r)))
 def _dose_deviation(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     """One dose 15% away from mg/kg x weight (the vials still cover it)."""
+    dosing = study.dosing
+    assert dosing is not None  # needs=: EXDOSE is only on the forms of a study with dosing
     visit, values = rng.choice([f for f in _dosing_forms(study, record) if "EXDOSE" in f[1]])
     old = values["EXDOSE"]
     factor = rng.choice((0.85, 1.15))
     values["EXDOSE"] = int(round(old * factor))
     for key in [k for k in values if k.startswith("N") and k[1:].isdigit()]:
         values.pop(key)
-    values.update(vial_counts(study.dosing.vial_sizes_mg, values["EXDOSE"]))
-    return f"visit {visit.id}: dose {values['EXDOSE']} mg instead of {old} mg ({round((factor - 1) * 100):+d}% of {study.dosing.dose_mg_per_kg:g} mg/kg x weight)"
+    values.update(vial_counts(dosing.vial_sizes_mg, values["EXDOSE"]))
+    return f"visit {visit.id}: dose {values['EXDOSE']} mg instead of {old} mg ({round((factor - 1) * 100):+d}% of {dosing.dose_mg_per_kg:g} mg/kg x weight)"
 
 
 def _maintenance_doses(study: Study, record: SubjectRecord) -> list[tuple[Visit, dict[str, Any]]]:
     doses = _dosing_forms(study, record)
-    return [d for d in doses[:-1] if (d[0].infusion or 0) > study.dosing.loading_infusions]
+    loading = study.dosing.loading_infusions if study.dosing else 0
+    return [d for d in doses[:-1] if (d[0].infusion or 0) > loading]
 
 
 @plant_kind("missed-dose", needs=lambda s, r: bool(_maintenance_doses(s, r)))

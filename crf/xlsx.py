@@ -162,7 +162,7 @@ def inline_list(codelist: CodeList) -> Optional[str]:
     codes = codelist.values
     if not all(isinstance(c, str) and c and "," not in c and '"' not in c for c in codes):
         return None
-    joined = ",".join(codes)  # type: ignore[arg-type]
+    joined = ",".join(str(c) for c in codes)
     if len(joined) > INLINE_LIST_LIMIT:
         return None
     return f'"{joined}"'
@@ -493,7 +493,7 @@ class _Builder:
         self.styles[key] = copy(cell._style)
 
     def name_cell(self, name: str, sheet: str, coord: str) -> None:
-        col, row = re.match(r"([A-Z]+)(\d+)", coord).groups()  # type: ignore[union-attr]
+        col, row = re.match(r"([A-Z]+)(\d+)", coord).groups()  # type: ignore[union-attr]  # coord is a cell reference we wrote
         self.names[name] = f"{quote_sheetname(sheet)}!${col}${row}"
 
     def add_rule(self, sheet: str, item: Item, coord: str, column: str) -> None:
@@ -501,8 +501,8 @@ class _Builder:
         if rule is not None:
             key = (rule, column if rule.relative else "")
             self.rules[sheet].dv[key].append(coord)
-            if rule.type == "list" and not rule.formula1.startswith('"'):  # type: ignore[union-attr]
-                self.lists[item.codelist.id] = item.codelist  # type: ignore[union-attr]
+            if rule.type == "list" and rule.formula1 and not rule.formula1.startswith('"') and item.codelist:
+                self.lists[item.codelist.id] = item.codelist
         soft = soft_formula(item)
         if soft:
             self.rules[sheet].cf[(soft, column)].append(coord)
@@ -518,8 +518,8 @@ class _Builder:
                 if log.form.has(parts[0]):
                     return defined_name(log.id, log.form.id, parts[0], row)
                 raise Untranslatable(f"{dotted} is not in log {log.id}")
-            if visit is not None and len(parts) == 1 and visit.form(form).form.has(parts[0]):  # type: ignore[arg-type]
-                return defined_name(visit.id, form, parts[0])  # type: ignore[arg-type]
+            if visit is not None and len(parts) == 1 and visit.form(form).form.has(parts[0]):  # type: ignore[arg-type]  # form is set whenever visit is
+                return defined_name(visit.id, form, parts[0])  # type: ignore[arg-type]  # as above
             if visit is not None and len(parts) == 2 and visit.has(parts[0]) and visit.form(parts[0]).form.has(parts[1]):
                 return defined_name(visit.id, parts[0], parts[1])
             if len(parts) == 3:
@@ -598,8 +598,8 @@ class _Builder:
         for inst in visit.forms:
             title = inst.title or inst.form.title
             code = f" ({inst.form.code})" if inst.form.code else ""
-            for col in range(1, 7):
-                self.st(ws.cell(r, col), WHITE_BOLD, SECTION_FILL)
+            for column in range(1, 7):
+                self.st(ws.cell(r, column), WHITE_BOLD, SECTION_FILL)
             ws.cell(r, 1, f"{inst.name}")
             ws.cell(r, 2, f"{title}{code}")
             r += 1
@@ -1063,7 +1063,7 @@ def _ranges(coords: list[str]) -> list[str]:
     start = prev = None
     col0 = ""
     for coord in coords:
-        col, row = re.match(r"([A-Z]+)(\d+)", coord).groups()  # type: ignore[union-attr]
+        col, row = re.match(r"([A-Z]+)(\d+)", coord).groups()  # type: ignore[union-attr]  # coord is a cell reference we wrote
         row = int(row)
         if prev is not None and col == col0 and row == prev + 1:
             prev = row

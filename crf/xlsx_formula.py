@@ -146,7 +146,7 @@ class _Translator:
         return f"IF({self.visit(node.test)},{self.visit(node.body)},{self.visit(node.orelse)})"
 
     def visit_Call(self, node: ast.Call) -> str:
-        name = node.func.id  # type: ignore[attr-defined]
+        name = node.func.id  # type: ignore[attr-defined]  # the expression checker allows only calls of plain names
         args = node.args
         if name in _SIMPLE_FUNCS:
             if name == "round" and len(args) == 1:
@@ -176,9 +176,9 @@ class _Translator:
             x = self.visit(args[0])
             hay = f'";"&SUBSTITUTE({x}&"","; ",";")&";"'
             tests = []
-            for a in args[1:]:
-                if not isinstance(a, ast.Constant):
+            for code in args[1:]:
+                if not isinstance(code, ast.Constant):
                     raise Untranslatable("any_of needs constant codes")
-                tests.append(f'ISNUMBER(FIND({_string(";" + str(a.value) + ";")},{hay}))')
+                tests.append(f'ISNUMBER(FIND({_string(";" + str(code.value) + ";")},{hay}))')
             return f"OR({','.join(tests)})"
         raise Untranslatable(f"{name}() has no Excel equivalent")

@@ -17,7 +17,7 @@ from crf.interop.redcap import read_redcap, records_to_documents
 from crf.interop.studywriter import write_study
 from crf.subject import SubjectRecord
 
-from conftest import ODM_XSD, ROOT, SHIPPED_STUDY
+from conftest import ODM_XSD, ROOT
 
 NS = {"odm": ODM_NS}
 SUBJECTS = ROOT / "tests" / "fixtures" / "subjects"

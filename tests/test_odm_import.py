@@ -13,7 +13,6 @@ import pytest
 from crf.interop.odm_export import study_to_odm
 from crf.interop.odm_import import read_odm
 from crf.interop.studywriter import ImportRefused, write_study
-from crf.loader import load_study
 from crf.rules import RuleSet
 from crf.xlsx import build_workbooks
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
-import sys
 
 import pytest
 
@@ -14,7 +13,6 @@ from crf.interop.redcap_export import file_names, study_to_redcap
 from crf.interop.studywriter import write_study
 from crf.model import ItemKind
 
-from conftest import MINI_STUDY, ROOT
 
 
 @pytest.fixture(scope="module")

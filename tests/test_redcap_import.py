@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crf.interop.redcap import parse_choices, read_redcap, records_to_documents, translate_branching, translate_calculation
-from crf.interop.studywriter import ImportRefused, write_study
+from crf.interop.studywriter import write_study
 from crf.rules import RuleSet
 from crf.validation import validate
 from crf.xlsx import build_workbooks

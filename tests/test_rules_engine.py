@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,9 @@ from crf.loader import StudyDefinitionError, load_study
 from crf.rules import RuleSet, deviation_listing, endpoint_summary
 from crf.rules.docs import render_markdown
 from crf.rules.functions import edss_neurostatus
-from crf.subject import SubjectRecord
 
 from conftest import ROOT, SHIPPED_STUDY, edit_json
-from test_rules import ATTACK, DAY0, FEMALE, TODAY, chain, move_visit, d, subject
+from test_rules import ATTACK, FEMALE, TODAY, chain, move_visit, d, subject
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +192,7 @@ def test_committed_edit_check_listing_is_up_to_date(study):
 def test_listing_names_every_rule_with_its_assumption_mark(ruleset):
     text = render_markdown(ruleset)
     for rule in ruleset.rules:
-        line = next(l for l in text.splitlines() if l.startswith(f"| {rule.id} |"))
+        line = next(row for row in text.splitlines() if row.startswith(f"| {rule.id} |"))
         assert ("| yes: " in line) == bool(rule.assumption)
 
 

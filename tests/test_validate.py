@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,7 @@ from crf.findings import Severity
 from crf.readers import read_file
 from crf.readers.convert import ValueIssue, convert
 from crf.validation import validate
-from tests.badfiles import make_corpus, set_number, set_text, parts, pack, sheet_part
+from tests.badfiles import make_corpus, set_number, set_text, parts, pack
 
 ROOT = Path(__file__).resolve().parent.parent
 TODAY = dt.date(2026, 1, 1)
@@ -158,7 +157,6 @@ def test_soft_limit_is_a_query_and_ids_survive_a_later_return(study, good_workbo
 
 
 def test_missing_required_and_derived_items(study, clean_record, good_workbook, tmp_path):
-    from crf.xlsx import workbook_bytes
     record = json.loads(json.dumps(clean_record.to_json()))
     del record["visits"]["V1"]["VS_PRE"]["WEIGHT"]
     del record["visits"]["SCR"]["DM"]["AGE"]  # derived: never asked of the site
@@ -278,7 +276,6 @@ def test_fast_validity_agrees_with_jsonschema(study, clean_record):
     import random
 
     from crf.checks.fields import FieldChecks
-    from crf.model import ItemKind
     from crf.synth import PLANTS, PlantNotApplicable, plant
 
     checks = FieldChecks(study)

@@ -89,7 +89,9 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
                         put(row, f"/logs/{log.id}/{index}/{item.id}", item)
     for visit in study.visits:
         forms = record.visits.get(visit.id)
-        for inst in visit.forms if isinstance(forms, dict) else ():
+        if not isinstance(forms, dict):
+            continue
+        for inst in visit.forms:
             values = forms.get(inst.name)
             if isinstance(values, dict) and _has_input(inst, values):
                 for item in inst.items:

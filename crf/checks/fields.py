@@ -325,7 +325,7 @@ class FieldChecks:
     def _label(self, where: _Where, item_id: str, code: Any) -> str:
         form = self._form_of(where)
         if form is not None and form.has(item_id) and form.item(item_id).codelist:
-            return form.item(item_id).codelist.label(code)  # type: ignore[union-attr]
+            return form.item(item_id).codelist.label(code)
         return str(code)
 
     def _form_of(self, where: _Where) -> Any:
@@ -375,7 +375,7 @@ class FieldChecks:
                                  "Give each choice once", value=value)
         if v == "pattern":
             return self._finding(record, where, "FIELD-FORMAT", f"{shown} does not have the expected form",
-                                 f"Enter it as described on the form", value=value, expected=f"matching {error.validator_value}")
+                                 "Enter it as described on the form", value=value, expected=f"matching {error.validator_value}")
         return self._finding(record, where, "FIELD-INVALID", f"{shown}: {error.message}",
                              "Correct the value", value=value)
 

@@ -93,7 +93,8 @@ def store_to_odm(conn: Any, study: Study) -> bytes:
     for ret in returns:
         if ret["return_number"] == 1:
             rows = conn.execute(select(db.item_values).where(db.item_values.c.input_id == ret["id"]).order_by(db.item_values.c.path)).mappings().all()
-            changes = [(r["path"], None, r["value"], r["sheet"], r["cell"]) for r in rows]
+            changes: list[tuple[str, Optional[str], Optional[str], str, str]] = [
+                (r["path"], None, r["value"], r["sheet"], r["cell"]) for r in rows]
         else:
             rows = conn.execute(select(db.value_changes).where(db.value_changes.c.input_id == ret["id"]).order_by(db.value_changes.c.path)).mappings().all()
             changes = [(r["path"], r["old_value"], r["new_value"], r["sheet"], r["cell"]) for r in rows]

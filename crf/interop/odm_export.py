@@ -15,7 +15,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from lxml import etree
 
@@ -65,7 +65,7 @@ def log_form_oid(log_id: str) -> str:
     return f"F.LOG.{log_id}"
 
 
-def _el(parent: etree._Element, tag: str, attrs: Optional[dict[str, str]] = None, text: Optional[str] = None) -> etree._Element:
+def _el(parent: etree._Element, tag: str, attrs: Optional[Mapping[str, Optional[str]]] = None, text: Optional[str] = None) -> etree._Element:
     node = etree.SubElement(parent, o.odm(tag), {k: v for k, v in (attrs or {}).items() if v is not None})
     if text is not None:
         node.text = text
@@ -293,7 +293,7 @@ class _Exporter:
 
     def item_def(self, mdv: etree._Element, form: Form, it: Item) -> None:
         length = _length(it)
-        attrs = {"OID": item_oid(form.id, it.id), "Name": it.id, "DataType": data_type(it),
+        attrs: dict[str, Optional[str]] = {"OID": item_oid(form.id, it.id), "Name": it.id, "DataType": data_type(it),
                  "Length": str(length) if length else None,
                  "SignificantDigits": str(it.decimals) if it.kind is ItemKind.DECIMAL or it.decimals else None,
                  "SASFieldName": _sas_name(it.id), "SDSVarName": it.sdtm.variable if it.sdtm.submitted else None,

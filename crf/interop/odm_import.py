@@ -402,7 +402,7 @@ class _Importer:
 
     def read_ranges(self, oid: str, node: etree._Element, schema: dict[str, Any]) -> None:
         numeric = schema.get("type") in ("integer", "number")
-        hard: dict[str, float] = {}
+        hard: dict[str, Any] = {}
         soft: dict[str, Any] = {}
         keyword = {"GE": "minimum", "GT": "exclusiveMinimum", "LE": "maximum", "LT": "exclusiveMaximum"}
         for rc in _children(node, "RangeCheck"):
@@ -596,7 +596,7 @@ class _Importer:
         by_variable = {item.redcap_variable: oid_to_id[item.oid] for item, _ in pairs if item.redcap_variable}
         if not any(item.redcap_branching for item, _ in pairs):
             return
-        codes_of = {var: ([_code_key(c) for c in self.trigger_codes(form, item_id)] if self.trigger_codes(form, item_id) is not None else None)
+        codes_of = {var: (None if (codes := self.trigger_codes(form, item_id)) is None else [_code_key(c) for c in codes])
                     for var, item_id in by_variable.items()}
         conditioned = {name for _, _, names in form.conditions for name in names}
         for item, iref in pairs:
@@ -761,7 +761,7 @@ class _Importer:
         """The form as written, rebuilt from all its instances in our export; item OID -> item id."""
         key = "base:" + form_id
         if key in self.form_cache:
-            form, _ = self.form_cache[key]  # type: ignore[misc]
+            form, _ = self.form_cache[key]  # type: ignore[misc]  # the cache holds base forms under "base:" keys
             return form, form.source_ids
         instances = base_forms[form_id]
         prefix = f"IT.{form_id}."
@@ -917,7 +917,7 @@ def clinical_to_documents(path: Path, maps: OdmMaps, study: Study) -> tuple[list
                         if log:
                             doc["logs"].setdefault(log[0], []).append(values)
                         else:
-                            doc["visits"].setdefault(visit_id, {}).setdefault(target[0], {}).update(values)  # type: ignore[index]
+                            doc["visits"].setdefault(visit_id, {}).setdefault(target[0], {}).update(values)  # type: ignore[index]  # doc is a JSON document being built: visits is a dict
             docs.append(doc)
     for what, count in sorted(skipped.items()):
         notes.append(Note("dropped", display, f"{count} x {what}"))

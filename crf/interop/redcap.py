@@ -131,7 +131,7 @@ def _decode(raw: bytes, path: Path, notes: list[Note]) -> str:
 
 def parse_choices(text: str) -> list[tuple[str, str]]:
     """`1, Yes | 2, No` -> [("1", "Yes"), ("2", "No")]; the code is everything before the first comma."""
-    out = []
+    out: list[tuple[str, str]] = []
     for part in text.split("|"):
         part = part.strip()
         if not part:
@@ -420,10 +420,10 @@ class _Builder:
         for instrument in repeating:
             if instrument in self.imp.form_ids:
                 log_id = identifier(instrument, 10, log_taken, allow_underscore=False, fallback="L", min_length=2)
-                rows = max(DEFAULT_LOG_ROWS, max(int(r.get("redcap_repeat_instance") or 0) for r in self.records.rows if r.get("redcap_repeat_instrument") == instrument))  # type: ignore[union-attr]
+                rows = max(DEFAULT_LOG_ROWS, max(int(r.get("redcap_repeat_instance") or 0) for r in self.records.rows if r.get("redcap_repeat_instrument") == instrument))  # type: ignore[union-attr]  # records: only instruments seen in the records export repeat
                 self.draft.logs.append(DraftLog(log_id, _title(instrument), self.imp.form_ids[instrument], rows))
                 self.imp.logs[instrument] = log_id
-                self.note("approximate", str(self.records.path), f"instrument {instrument} repeats (redcap_repeat_instrument): it becomes running log {log_id} with {rows} rows; its rows are not tied to an event")  # type: ignore[union-attr]
+                self.note("approximate", str(self.records.path), f"instrument {instrument} repeats (redcap_repeat_instrument): it becomes running log {log_id} with {rows} rows; its rows are not tied to an event")  # type: ignore[union-attr]  # records: as above
         self.schedule()
         for what, names in self.summary.items():
             shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
@@ -674,7 +674,7 @@ class _Builder:
         elif used is None:
             self.note("approximate", str(self.events), "the instrument-event mapping is not in a data dictionary and there is no records export beside it: every instrument is offered at every event")
         else:
-            self.note("approximate", str(self.records.path), "which instruments each event collects is read from the records export (an instrument with data or a status at an event); check it against the project's instrument designation")  # type: ignore[union-attr]
+            self.note("approximate", str(self.records.path), "which instruments each event collects is read from the records export (an instrument with data or a status at an event); check it against the project's instrument designation")  # type: ignore[union-attr]  # records: this branch runs only with a records export
         if not timed:
             self.note("dropped", str(self.events), "the events file has no day offsets: visit days and windows are empty; set them in study.json")
         if not self.draft.visits:
@@ -805,7 +805,7 @@ def _values(imp: RedcapImport, fields: list[Field], row: dict[str, str], checkbo
             raw = "1" if raw == "TRUE" else "0"  # a 0/1 code written by R as a logical (REDCapR's test data)
             if f.name not in logical:
                 logical.add(f.name)
-        out[item] = _typed(raw, kind)
+        out[item] = _typed(raw, kind or "")
     return out
 
 

@@ -282,9 +282,8 @@ def _to_time(item: Item, raw: Any) -> Converted:
         hour, minute, suffix = int(m[1]), int(m[2]), m[4]
     elif _TIME_COMPACT.match(text):
         hour, minute = int(text[:2]), int(text[2:])
-    elif _TIME_AMPM.match(text):
-        m2 = _TIME_AMPM.match(text)
-        hour, minute, suffix = int(m2[1]), 0, m2[2]  # type: ignore[index]
+    elif m2 := _TIME_AMPM.match(text):
+        hour, minute, suffix = int(m2[1]), 0, m2[2]
     if hour is None or minute is None:
         return ValueIssue("TIME-INVALID", raw, f"{_show(raw)} is not a time", _time_fix(), "HH:MM")
     if suffix:

@@ -23,12 +23,12 @@ from defusedxml.common import DefusedXmlException
 import xml.parsers.expat
 from xml.sax import SAXException
 
-from ..fieldmap import Field, iter_fields
+from ..fieldmap import iter_fields
 from ..findings import Severity
 from ..model import Study
 from ..subject import Location, SubjectRecord
 from . import safety, sheet_scan
-from .base import FileResult, ReadSubject, Unusable, file_finding
+from .base import ReadSubject, Unusable, file_finding
 from .convert import ValueIssue, clean_text, convert
 
 META_SHEET = "_meta"
@@ -559,7 +559,7 @@ class _Reader:
                 is_log = f.row is not None
                 blank = raw == "" or raw is None or (raw.__class__ is str and not clean_text(raw))
                 if is_log:
-                    log_numbers[f.container].setdefault(ref.row, f.row + 1 if f.row >= 0 else None)  # type: ignore[operator]
+                    log_numbers[f.container].setdefault(ref.row, f.row + 1 if f.row >= 0 else None)  # type: ignore[operator]  # is_log: f.row is an int
                 if blank and is_log:
                     log_refs[f.container][ref.row][item.id] = ref
                     if not item.is_input or ref.cell not in no_value:
@@ -609,14 +609,14 @@ class _Reader:
                 record.visits[visit.id] = {inst.name: visit_values[visit.id][inst.name]
                                            for inst in visit.forms if inst.name in visit_values[visit.id]}
         for log in study.logs:
-            rows = log_rows.get(log.id)
-            if not rows:
+            table = log_rows.get(log.id)
+            if not table:
                 continue
             record.logs[log.id] = []
             result.log_rows[log.id] = []
-            for wb_row in sorted(rows):  # in the order of the sheet, inserted rows where the site put them
+            for wb_row in sorted(table):  # in the order of the sheet, inserted rows where the site put them
                 index = len(record.logs[log.id])
-                record.logs[log.id].append(rows[wb_row])
+                record.logs[log.id].append(table[wb_row])
                 number = log_numbers[log.id].get(wb_row)
                 result.log_rows[log.id].append(number if number is not None else index + 1)
                 for item_id, ref in log_refs[log.id][wb_row].items():
@@ -665,7 +665,7 @@ class _Reader:
                     self.rows(sheet)
                     continue
                 except _SheetTooLarge:
-                    problem, fix, rule = (f"the sheet has data far outside the form area (the file would need millions of cells)",
+                    problem, fix, rule = ("the sheet has data far outside the form area (the file would need millions of cells)",
                                           "Delete whatever was typed or pasted outside the form, save and send again", "SHEET-TOO-LARGE")
                 except _SheetDamaged as exc:
                     problem, fix, rule = (f"the sheet cannot be read ({exc.detail})", "Open the file in Excel, save it and send it again", "SHEET-DAMAGED")

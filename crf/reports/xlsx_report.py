@@ -15,7 +15,6 @@ from typing import Any, Iterable, Optional, Sequence
 
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..findings import Severity
 from . import finding_row, neutralise, text_of

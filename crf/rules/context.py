@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cached_property
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from ..expressions import MISSING, Compiled, ExpressionError, compile_expression, parse
 from ..model import Item, ItemKind, Study
 from ..subject import SubjectRecord
+
+if TYPE_CHECKING:  # engine imports this module at run time
+    from .engine import StudyLayout
 
 SPECIAL_NAMES = frozenset({"DAY0", "TODAY", "VISIT", "VISIT_LABEL", "VISIT_DAY", "INFUSION", "ROW", "DOSE_MG_PER_KG", "DOSE_WEIGHT"})
 
@@ -219,7 +222,7 @@ class _ChildFrame:
         if name in base.items:
             return base.resolve(name)
         if name in _OWN_SPECIALS:
-            return base.ctx.special(name, self)  # type: ignore[arg-type]
+            return base.ctx.special(name, self)
         if name.count(".") == 1 and base.visit is not None:
             form, item = name.split(".")
             return base.ctx.field_value(base.visit, form, item)
@@ -317,10 +320,11 @@ class SubjectContext:
             return self.day0
         if name == "TODAY":
             return self.today
+        dosing = self.study.dosing
         if name == "DOSE_MG_PER_KG":
-            return self.study.dosing.dose_mg_per_kg
+            return dosing.dose_mg_per_kg if dosing else MISSING
         if name == "DOSE_WEIGHT":
-            source = self.study.dosing.weight_source
+            source = dosing.weight_source if dosing else None
             return frame.resolve(source) if source and frame.visit_id else MISSING
         if name == "ROW":
             f: Any = frame

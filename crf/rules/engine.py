@@ -19,8 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import jsonschema
@@ -32,7 +32,7 @@ from ..loader import META_DIR, Problem, StudyDefinitionError
 from ..messages import Locator, continuing
 from ..messages import render as render_message
 from ..model import Item, Study, Visit
-from ..subject import Location, SubjectRecord
+from ..subject import SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
 from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES, Hit, known_function_names
@@ -99,9 +99,10 @@ class Check:
     message: str
     severity: Severity
     values: tuple[tuple[str, Expression], ...] = ()
-    _when: Optional[Compiled] = field(default=None, compare=False, repr=False)
-    _fail: Optional[Compiled] = field(default=None, compare=False, repr=False)
-    _values: tuple[tuple[str, Compiled], ...] = field(default=(), compare=False, repr=False)
+    # dataclasses.field: a class attribute above is named `field`
+    _when: Optional[Compiled] = dataclasses.field(default=None, compare=False, repr=False)
+    _fail: Optional[Compiled] = dataclasses.field(default=None, compare=False, repr=False)
+    _values: tuple[tuple[str, Compiled], ...] = dataclasses.field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class RuleSet:
             try:
                 if check._when is not None and not bool(check._when(frame)):
                     continue
-                if not bool(check._fail(frame)):  # type: ignore[misc]
+                if not bool(check._fail(frame)):  # type: ignore[misc]  # compiled when the rule set is loaded
                     continue
                 values = {name: fn(frame) for name, fn in check._values}
                 reported.add(check.field)

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Iterator, Mapping, Optional, TYPE_CHECKING
 
 from ..expressions import BUILTINS, MISSING, Thunk, lazy
-from ..model import Item, ItemKind
+from ..model import Item
 from .context import typed
 
 if TYPE_CHECKING:
-    from .context import Frame, SubjectContext
+    from .context import Frame, SubjectContext, _ChildFrame
     from .engine import Rule
 
 ContextFunction = Callable[..., Any]
@@ -102,15 +102,15 @@ def edss_neurostatus(visual: Any, pyramidal: Any, sensory: Any, bowel_bladder: A
         return fs
     if amb == 2:
         return 5.0 if fs >= 5.0 else 4.5
-    step = EDSS_BY_AMBULATION.get(amb, MISSING)
-    if step is MISSING:
+    step = EDSS_BY_AMBULATION.get(amb)
+    if step is None:
         return MISSING
     return max(step, fs) if amb <= 4 else step
 
 
 # -- iteration over logs and forms ------------------------------------------------------------------
 
-def _units(frame: "Frame", target: Thunk) -> list["Frame"]:
+def _units(frame: "Frame", target: Thunk) -> list["_ChildFrame"]:
     name = target.name or ""
     ctx = frame.ctx
     if name in ctx.layout.log_items:
@@ -118,7 +118,7 @@ def _units(frame: "Frame", target: Thunk) -> list["Frame"]:
     return [f.child(frame) for f in ctx.form_frames(name)]
 
 
-def _matching(frame: "Frame", target: Thunk, condition: Optional[Thunk]) -> Iterator["Frame"]:
+def _matching(frame: "Frame", target: Thunk, condition: Optional[Thunk]) -> Iterator["_ChildFrame"]:
     for unit in _units(frame, target):
         if condition is None or bool(condition(unit)):
             yield unit
@@ -470,7 +470,7 @@ def item_limits(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
                 if value is None:
                     continue
                 inside_hard = lim.hard is None or lim.hard.contains(value)
-                if check_hard and not inside_hard:
+                if check_hard and lim.hard is not None and not inside_hard:
                     yield Hit(frame.visit or "", frame.instance or "", item.id, message="hard", severity="error", key="hard", value=raw,
                               values={"item": item.id, "question": item.question, "value": raw, "unit": item.unit or "",
                                       "limits": _fmt_limits(lim.hard.describe())})
@@ -525,7 +525,7 @@ def _fmt_bound(value: Optional[float]) -> str:
 
 def _local_range_problems(frame: "Frame", item: Item) -> Iterator[Hit]:
     """A local range with one end only, or with low not below high (EC-23)."""
-    low_id, high_id = item.local_range  # type: ignore[misc]
+    low_id, high_id = item.local_range  # type: ignore[misc]  # called only for items with a local range
     low, high = _number(frame.data.get(low_id)), _number(frame.data.get(high_id))
     values = {"item": item.id, "question": item.question, "unit": item.unit or "", "low": _fmt_bound(low), "high": _fmt_bound(high)}
     central = item.reference_range

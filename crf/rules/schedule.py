@@ -88,7 +88,7 @@ def analyse(ctx: "SubjectContext") -> Schedule:
         if isinstance(date, dt.date) and day0 is not MISSING and visit.day is not None:
             inf.study_day = (date - day0).days
             inf.in_window = visit.day - visit.window.before <= inf.study_day <= visit.day + visit.window.after
-        if sched.infusions and isinstance(date, dt.date) and isinstance(sched.infusions[-1].date, dt.date):
+        if dosing is not None and sched.infusions and isinstance(date, dt.date) and isinstance(sched.infusions[-1].date, dt.date):
             inf.interval = (date - sched.infusions[-1].date).days
             loading = inf.number <= dosing.loading_infusions
             inf.min_interval = dosing.min_interval_loading_days if loading else dosing.min_interval_maintenance_days
@@ -165,12 +165,20 @@ def _window_values(timing: VisitTiming, sched: Schedule) -> dict[str, Any]:
             "target": target, "first": sched.day0 + dt.timedelta(days=timing.low or 0), "last": sched.day0 + dt.timedelta(days=timing.high or 0)}
 
 
+def _day_window_text(visit: Visit) -> str:
+    """The window of a visit planned on a study day (only those have an in_window verdict for infusions)."""
+    day = visit.day or 0
+    return _window_text(day - visit.window.before, day + visit.window.after)
+
+
 @python_rule("infusion_timing")
 def infusion_timing(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """EC-40: infusion outside its visit window, too short an interval, more infusions than planned,
     infusion after the last allowed day."""
     sched = analyse(ctx)
     dosing = ctx.study.dosing
+    if dosing is None:  # a study without dosing (imported from ODM or REDCap) has no infusion plan to check
+        return
     date_item = ctx.constants.get("schedule", {}).get("infusion_date", "")
     for inf in sched.infusions:
         if not isinstance(inf.date, dt.date):
@@ -180,8 +188,8 @@ def infusion_timing(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
         if inf.in_window is False:
             v = inf.visit
             yield Hit(**where, message="window", key="window",
-                      values={**base, "window": _window_text(v.day - v.window.before, v.day + v.window.after),
-                              "target": sched.day0 + dt.timedelta(days=v.day)})
+                      values={**base, "window": _day_window_text(v),
+                              "target": sched.day0 + dt.timedelta(days=v.day or 0)})
         if inf.interval is not None and inf.min_interval is not None and inf.interval < inf.min_interval:
             yield Hit(**where, message="interval", key="interval",
                       values={**base, "interval": inf.interval, "minimum": inf.min_interval,
@@ -208,7 +216,7 @@ def window_deviations(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
             v = inf.visit
             yield Hit(visit_id, inf.frame.instance or "", date_item, value=inf.date.isoformat(), message="infusion",
                       values={"date": inf.date, "label": v.label, "day": inf.study_day,
-                              "window": _window_text(v.day - v.window.before, v.day + v.window.after)})
+                              "window": _day_window_text(v)})
         elif inf is None and timing.in_window is False:
             yield Hit(visit_id, form, item, value=timing.date.isoformat(), message="visit", values=_window_values(timing, sched))
 
@@ -217,6 +225,8 @@ def window_deviations(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
 def infusion_intervals(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """PD-09: an interval shorter than the loading or maintenance minimum."""
     dosing = ctx.study.dosing
+    if dosing is None:
+        return
     date_item = ctx.constants.get("schedule", {}).get("infusion_date", "")
     for inf in analyse(ctx).infusions:
         if inf.interval is not None and inf.min_interval is not None and inf.interval < inf.min_interval:
@@ -238,7 +248,7 @@ def missed_doses(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     conf = ctx.constants.get("schedule", {})
     infusion_form = conf.get("infusion_form", "")
     not_given = compile_expression(parse(conf.get("infusion_not_given", "False")))
-    loading = ctx.study.dosing.loading_infusions
+    loading = ctx.study.dosing.loading_infusions if ctx.study.dosing else 0
     given = {inf.visit.id for inf in sched.infusions}
     stop = sched.treatment_end
     missed: dict[int, tuple[Visit, str, str]] = {}

@@ -12,13 +12,16 @@ import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, SQLAlchemyError
 
 from .schema import store_info
+
+if TYPE_CHECKING:  # Alembic is imported only when the schema is created or upgraded
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ADVISORY_LOCK = 0x0EC7F0  # one writer at a time per PostgreSQL database (pg_advisory_xact_lock)
@@ -150,7 +153,7 @@ def _explain(exc: OperationalError, where: StoreTarget) -> str:
 
 
 # -- schema revisions -------------------------------------------------------------------------------
-def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
+def _alembic_config(conn: Connection) -> "Config":
     from alembic.config import Config
 
     cfg = Config()
@@ -162,7 +165,7 @@ def _alembic_config(conn: Connection):  # type: ignore[no-untyped-def]
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    cfg = _alembic_config(None)  # type: ignore[arg-type]  # reading the script directory needs no connection
     return ScriptDirectory.from_config(cfg).get_current_head() or ""
 
 
@@ -199,7 +202,7 @@ def _migrate(conn: Connection, where: StoreTarget) -> None:
 def _check_study(conn: Connection, where: StoreTarget, study_id: str) -> None:
     from .. import __version__
 
-    rows = dict(conn.execute(select(store_info.c.key, store_info.c.value)).all())
+    rows: dict[str, str] = dict(conn.execute(select(store_info.c.key, store_info.c.value)).tuples().all())
     if not rows:
         conn.execute(store_info.insert(), [{"key": "study", "value": study_id}, {"key": "created_by", "value": __version__}])
         return

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 
 from .. import __version__
 from ..findings import Finding, Severity
@@ -65,8 +65,14 @@ def _split_path(path: str) -> tuple[str, str, str, Optional[int]]:
 
 
 def new_run(conn: Connection, command: str, received: str, definition_hash: str, by: str = "") -> int:
-    return int(conn.execute(runs.insert().values(command=command, received=received, tool_version=__version__,
-                                                 definition_hash=definition_hash, by=by)).inserted_primary_key[0])
+    return _new_id(conn.execute(runs.insert().values(command=command, received=received, tool_version=__version__,
+                                                     definition_hash=definition_hash, by=by)))
+
+
+def _new_id(result: CursorResult[Any]) -> int:
+    key = result.inserted_primary_key
+    assert key is not None  # a single-row INSERT always has its key
+    return int(key[0])
 
 
 def record(conn: Connection, result: Any, received: str, by: str = "") -> RunSummary:
@@ -92,11 +98,11 @@ def record(conn: Connection, result: Any, received: str, by: str = "") -> RunSum
             number = 1 + (conn.execute(select(func.max(inputs.c.return_number)).where(
                 inputs.c.site == subject.site, inputs.c.subject == subject.subject)).scalar() or 0)
         values = outcome.values
-        input_id = int(conn.execute(inputs.insert().values(
+        input_id = _new_id(conn.execute(inputs.insert().values(
             run_id=run_id, sha256=outcome.sha256, file=outcome.file, size=outcome.size, kind=outcome.kind, received=received,
             site=site, subject=subject.subject if subject else "", form_version=values.form_version if values else "",
             definition_hash=values.definition_hash if values else "", usable=subject is not None,
-            return_number=number)).inserted_primary_key[0])
+            return_number=number)))
         conn.execute(receipts.insert().values(run_id=run_id, input_id=input_id, file=outcome.file, already_received=False))
         found = list(by_file.get(outcome.file, []))
         if outcome.listing is not None:
@@ -172,7 +178,7 @@ def _answers(conn: Connection, listing: QueryListing, run_id: int, input_id: int
         if not row.answered:
             continue
         q = conn.execute(select(queries).where(queries.c.id == row.query_id)).first()
-        where = dict(sheet=QUERIES_SHEET, cell=row.id_cell, site=listing.site or row.site, category="listing", value=row.query_id)
+        where: dict[str, Any] = dict(sheet=QUERIES_SHEET, cell=row.id_cell, site=listing.site or row.site, category="listing", value=row.query_id)
         if q is None:
             problems.append(file_finding(listing.file, "LISTING-UNKNOWN-QUERY", f"query id {row.query_id} (row {row.number}) was never issued for this study",
                                          "Query ids must stay as issued: copy the id back from the listing you received; this answer was not recorded", **where))

@@ -10,7 +10,7 @@ import io
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import func, select
@@ -157,6 +157,7 @@ def chart_svg(series: list[tuple[str, int, int]], title: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with matplotlib.rc_context({"svg.hashsalt": "open-ecrf", "svg.fonttype": "none", "font.family": "DejaVu Sans", "font.size": 9}):
         fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.7 * len(series)), 2.6))
@@ -166,7 +167,7 @@ def chart_svg(series: list[tuple[str, int, int]], title: str) -> str:
         ax.set_xticks(xs, [f"{i + 1}\n{s[0]}" for i, s in enumerate(series)])
         ax.set_xlabel("return (date received)")
         ax.set_ylabel("queries")
-        ax.yaxis.get_major_locator().set_params(integer=True)
+        cast(MaxNLocator, ax.yaxis.get_major_locator()).set_params(integer=True)  # the default locator is an AutoLocator
         ax.set_title(title, loc="left", pad=22)
         ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, borderaxespad=0.2)
         ax.spines[["top", "right"]].set_visible(False)
@@ -180,8 +181,8 @@ def chart_svg(series: list[tuple[str, int, int]], title: str) -> str:
 
 def _grid(conn: Connection, study: Study, site: str) -> list[tuple[str, dict[str, str], int]]:
     """(subject, visit statuses, waiting queries) from each subject's latest return and its waiting queries."""
-    latest = dict(conn.execute(select(inputs.c.subject, func.max(inputs.c.id)).where(inputs.c.site == site, inputs.c.usable.is_(True))
-                               .group_by(inputs.c.subject)).all())
+    latest: dict[str, int] = dict(conn.execute(select(inputs.c.subject, func.max(inputs.c.id)).where(inputs.c.site == site, inputs.c.usable.is_(True))
+                               .group_by(inputs.c.subject)).tuples().all())
     waiting: dict[str, list[Finding]] = defaultdict(list)
     for q in query_rows(conn, site, set(lifecycle.ACTIVE)):
         waiting[q.subject].append(Finding(rule=q.rule, severity=Severity(q.severity), category="", message="", subject=q.subject,

@@ -9,7 +9,6 @@ import io
 import json
 import re
 import zipfile
-import zlib
 from typing import Callable, Optional
 from xml.sax.saxutils import escape
 
