@@ -407,7 +407,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
     Example: python validate.py returned/ --format html --output report.html --casebook casebooks/
     """
     from .readers import discover
-    from .reports import render
+    from .reports import write_report
     from .validation import validate as run
 
     if fmt == "xlsx" and output is None:
@@ -474,17 +474,35 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         books = write_casebooks(result, sources, casebook_dir, page_size=page_size, today=today.date() if today else None,  # type: ignore[attr-defined]  # as above
                                 histories=histories)
         click.echo(f"{len(books)} casebook(s) written to {casebook_dir}", err=True)
-    data = render(result, fmt)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(data)
-        click.echo(render_summary(result) + store_line + f"\nReport written to {output}", err=True)
+        companion = _write_report_file(result, fmt, output)
+        also = f"\nEvery finding is listed in {companion} (the HTML report lists the first rows of each listing)" if companion else ""
+        click.echo(render_summary(result) + store_line + f"\nReport written to {output}" + also, err=True)
     else:
-        sys.stdout.buffer.write(data)
+        write_report(result, fmt, sys.stdout.buffer)  # streamed: a million findings are never one text in memory
         sys.stdout.flush()
         if fmt != "text" or store_line:
             click.echo((render_summary(result) if fmt != "text" else "") + store_line, err=True)
     sys.exit(1 if result.needs_action else 0)
+
+
+def _write_report_file(result: Any, fmt: str, output: Path) -> Optional[Path]:
+    """The report streamed into a new file beside `output`, then put in its place: an interrupted run leaves
+    the previous report whole, never half a report."""
+    import os
+
+    from .reports import write_report
+
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            companion = write_report(result, fmt, out, path=output)
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return companion
 
 
 DEFAULT_RULES_DOC = Path(__file__).resolve().parent.parent / "docs" / "edit-checks.md"

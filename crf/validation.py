@@ -176,7 +176,9 @@ class ValidationResult:
         return [(s, visit_statuses(self.study, s, self.findings_of(s))) for s in self.subjects]
 
     def findings_of(self, subject: SubjectSummary) -> list[Finding]:
-        index = self.__dict__.setdefault("_by_subject", _index(self.findings))
+        index = self.__dict__.get("_by_subject")
+        if index is None:  # built once (setdefault would build it again on every call: quadratic in findings)
+            index = self.__dict__["_by_subject"] = _index(self.findings)
         return index.get((subject.site, subject.subject), [])
 
 

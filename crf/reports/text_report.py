@@ -1,23 +1,28 @@
 """The terminal report: every finding's message, then counts by severity and by subject."""
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
 
 from ..findings import Severity
 
 
-def render_text(result: Any) -> bytes:
-    lines: list[str] = []
+def write_text(result: Any, out: BinaryIO, path: Optional[Path] = None) -> None:
+    """Findings grouped under their subject and file, a blank line between groups, then the summary."""
     current = None
+    lines: list[str] = []
     for f in result.findings:
         # the file too: a subject may be in several files, and findings of one file are listed together
         head = f"{f.site or '-'} / {f.subject or '(no subject)'}" + (f"  [{f.file}]" if f.subject and f.file else "")
         if head != current:
-            lines += ["", head]
+            lines.append(("\n" if current is not None else "") + head)
             current = head
         lines.append(f"  [{f.severity.value}] {f.rule}: {f.message}  (id {f.finding_id})")
-    lines += ["", render_summary(result)]
-    return ("\n".join(lines).lstrip("\n") + "\n").encode("utf-8")
+        if len(lines) >= 1000:
+            out.write(("\n".join(lines) + "\n").encode("utf-8"))
+            lines.clear()
+    lines.append(("\n" if current is not None else "") + render_summary(result))
+    out.write(("\n".join(lines) + "\n").encode("utf-8"))
 
 
 def render_summary(result: Any) -> str:

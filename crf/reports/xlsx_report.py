@@ -2,19 +2,29 @@
 
 Every cell is written as text (never a formula): values starting with = + - @, tab, CR or LF are
 prefixed with an apostrophe. The package is rewritten with fixed timestamps so that the same
-findings give the same bytes.
+findings give the same bytes. Written in openpyxl's write-only mode, one row at a time, with each row's
+height computed for its wrapped text (LibreOffice keeps one line for rows written by openpyxl, and the
+text then prints over the next row).
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
 import re
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Optional, Sequence
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.dimensions import RowDimension
+from openpyxl.worksheet.worksheet import Worksheet
 
 from ..findings import Severity
 from . import finding_row, neutralise, text_of
@@ -34,21 +44,23 @@ HEADER_FILL = PatternFill("solid", fgColor="BDD7EE")
 ANSWER_FILL = PatternFill("solid", fgColor="FFF2CC")
 
 
-def _text_cell(ws: Any, row: int, col: int, value: str) -> None:
-    cell = ws.cell(row=row, column=col)
-    cell.value = value
-    cell.data_type = "s"  # text, even when it looks like a formula or a number
-
-
-def render_xlsx(result: Any) -> bytes:
+def write_xlsx(result: Any, out: BinaryIO, path: Optional[Path] = None) -> None:
     about = [("Study", result.study.id), ("Protocol version", result.study.protocol_version),
              ("Form version", result.study.form_version), ("Definition hash", result.study.definition_hash),
              ("Tool version", result.tool_version), ("Generated", result.generated or ""),
              ("How to answer", "For each query, write your answer in 'Site answer' (and the corrected value, if any), "
                                "correct the subject's workbook, and send both back to the data manager.")]
-    rows = (finding_row(f) for f in result.findings if f.severity is not Severity.WARNING)  # warnings: nothing for a site to answer
+    counts = result.counts()
+    count = sum(counts.values()) - counts[Severity.WARNING.value]  # warnings: nothing for a site to answer
+    rows = (finding_row(f) for f in result.findings if f.severity is not Severity.WARNING)
     sites = sorted({f.site for f in result.findings if f.site} | {s.site for s in result.subjects if s.site})
-    return listing_workbook(QUERY_COLUMNS, rows, about, page=PageHeader(result.study, sites, result.generated))
+    write_listing_workbook(out, QUERY_COLUMNS, rows, about, page=PageHeader(result.study, sites, result.generated), count=count)
+
+
+def render_xlsx(result: Any) -> bytes:
+    buf = io.BytesIO()
+    write_xlsx(result, buf)
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -60,59 +72,131 @@ class PageHeader:
     generated: Optional[str] = None
 
 
-def listing_workbook(columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], about: Sequence[tuple[str, str]],
+def listing_workbook(columns: Sequence[tuple[str, str, int]], rows: Sequence[dict[str, Any]], about: Sequence[tuple[str, str]],
                      freeze: str = "A2", page: Optional[PageHeader] = None) -> bytes:
     """A query listing: a Queries sheet of `columns` (key, heading, width) then the site's answer columns, and an About
     sheet of (key, value) lines. The study store's per-site listing uses it too (crf.store.reports)."""
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "Queries"
+    buf = io.BytesIO()
+    write_listing_workbook(buf, columns, rows, about, freeze, page, count=len(rows))
+    return buf.getvalue()
+
+
+def _text_cell(ws: Any, value: Optional[str], style: dict[str, Any]) -> WriteOnlyCell:
+    cell = WriteOnlyCell(ws, value)
+    if value is not None:
+        cell.data_type = "s"  # text, even when it looks like a formula or a number
+    for name, style_value in style.items():
+        setattr(cell, name, style_value)
+    return cell
+
+
+def write_listing_workbook(out: BinaryIO, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]],
+                           about: Sequence[tuple[str, str]], freeze: str = "A2", page: Optional[PageHeader] = None,
+                           count: int = 0) -> None:
+    """listing_workbook streamed to `out` (a seekable file): openpyxl's write-only mode, one row in memory at a
+    time; `count` is the number of `rows` (the sheet's dimension is written before them)."""
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Queries")
     headers = [h for _, h, _ in columns] + [h for h, _ in ANSWER_COLUMNS]
-    for col, header in enumerate(headers, start=1):
-        _text_cell(ws, 1, col, header)
-        ws.cell(row=1, column=col).font = Font(bold=True)
-        ws.cell(row=1, column=col).fill = HEADER_FILL
+    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
+    for col, width in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(col)].width = width
+    last_col = get_column_letter(len(headers))
+    ws.calculate_dimension = lambda: f"A1:{last_col}{count + 1}"  # as openpyxl's normal mode writes it
+    ws.freeze_panes = freeze
+    if count:
+        ws.auto_filter.ref = f"A1:{last_col}{count + 1}"
+    if page is not None:
+        print_setup(ws, page)
     wrap = Alignment(wrap_text=True, vertical="top")
+    body_font = Font(size=BODY_POINTS)
+    header_style = {"font": Font(bold=True), "fill": HEADER_FILL, "alignment": wrap}
+    body_style = {"alignment": wrap, "font": body_font}
+    answer_style = {"fill": ANSWER_FILL, "number_format": "@", "font": body_font}
+    ws.row_dimensions[1].height = _row_height(headers, widths)
+    ws.append([_text_cell(ws, h, header_style) for h in headers])
+    with tempfile.TemporaryDirectory(prefix="open-ecrf-listing-") as tmp:
+        body_rows = Path(tmp) / "rows.xml"
+        with body_rows.open("wb") as rows_out:
+            written = _write_rows(ws, rows_out, columns, rows, widths, body_style, answer_style) if count else 0
+        if written != count:
+            raise ValueError(f"listing_workbook: {written} rows written, {count} announced")
+        _about_sheet(wb, about)
+        wb.properties.creator = "open-ecrf"
+        wb.properties.created = FIXED_TIME
+        wb.properties.modified = FIXED_TIME
+        saved = Path(tmp) / "listing.xlsx"
+        wb.save(saved)
+        _deterministic_zip(saved, out, {"xl/worksheets/sheet1.xml": body_rows} if count else {})
+
+
+def _write_rows(ws: Any, out: BinaryIO, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], widths: list[int],
+                body_style: dict[str, Any], answer_style: dict[str, Any]) -> int:
+    """The body rows as the sheet's XML, exactly as openpyxl writes them (inline strings, ASCII with character
+    references, xml:space="preserve" when the text has outer spaces), at a fraction of its cost per cell; spliced
+    into the sheet when the package is rewritten. The styles are registered here, after the header's, as openpyxl would."""
+    body = _text_cell(ws, "", body_style).style_id
+    answer = _text_cell(ws, None, answer_style).style_id
+    letters = [get_column_letter(c) for c in range(1, len(widths) + 1)]
+    text_letters = letters[:len(columns)]
+    answer_cells = "".join(f'<c r="{letter}{{r}}" s="{answer}" t="n"></c>' for letter in letters[len(columns):])
+    heights: dict[float, str] = {}
+    per_line = [max(1, int(width * CHARS_PER_WIDTH)) for width in widths[:len(columns)]]  # answer cells are empty: 1 line
+    keys = [key for key, _, _ in columns]
+    block: list[str] = []
     r = 1
     for row in rows:
         r += 1
-        for col, (key, _, _) in enumerate(columns, start=1):
-            _text_cell(ws, r, col, neutralise(_shown(key, text_of(row[key])))[:32000])
-            ws.cell(row=r, column=col).alignment = wrap
-        for col in range(len(columns) + 1, len(headers) + 1):
-            ws.cell(row=r, column=col).fill = ANSWER_FILL
-            ws.cell(row=r, column=col).number_format = "@"
-    widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
-    for col, width in enumerate(widths, start=1):
-        ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width = width
-    ws.freeze_panes = freeze
-    if r > 1:
-        ws.auto_filter.ref = f"A1:{ws.cell(row=r, column=len(headers)).coordinate}"
-    for col in range(1, len(headers) + 1):
-        ws.cell(row=1, column=col).alignment = wrap
-    fit_rows(ws, widths)
-    if page is not None:
-        print_setup(ws, page)
+        texts = [neutralise(_shown(key, v if v.__class__ is str else text_of(v)))[:32000] for key, v in zip(keys, map(row.__getitem__, keys))]
+        if ILLEGAL_CHARACTERS_RE.search("".join(texts)):
+            texts = [_legal(t) for t in texts]
+        height = _height(texts, per_line)
+        attrs = heights.get(height)
+        if attrs is None:
+            attrs = heights[height] = "".join(f' {k}="{v}"' for k, v in dict(RowDimension(ws, index=1, ht=height)).items())
+        cells = [f'<row r="{r}"{attrs}>']
+        for letter, text in zip(text_letters, texts):
+            if not text:
+                cells.append(f'<c r="{letter}{r}" s="{body}" t="inlineStr"></c>')
+            else:
+                space = ' xml:space="preserve"' if text != text.strip() else ""
+                cells.append(f'<c r="{letter}{r}" s="{body}" t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>')
+        cells.append(answer_cells.replace("{r}", str(r)))
+        cells.append("</row>")
+        block.append("".join(cells))
+        if len(block) >= 500:
+            out.write("".join(block).encode("ascii", "xmlcharrefreplace"))
+            block.clear()
+    out.write("".join(block).encode("ascii", "xmlcharrefreplace"))
+    return r - 1
+
+
+def _escape(text: str) -> str:
+    """Character data as libxml2 writes it (openpyxl's writer): & < > escaped, carriage return as a reference."""
+    if "&" in text or "<" in text or ">" in text or "\r" in text:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    return text
+
+
+def _legal(text: str) -> str:
+    """Control characters XML cannot hold (openpyxl refuses them) shown as U+FFFD instead of failing the listing."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
+
+
+def _about_sheet(wb: Any, about: Sequence[tuple[str, str]]) -> None:
     sheet = wb.create_sheet("About")
-    for i, (k, v) in enumerate(about, start=1):
-        _text_cell(sheet, i, 1, k)
-        _text_cell(sheet, i, 2, neutralise(v))
     sheet.column_dimensions["A"].width = 18
     sheet.column_dimensions["B"].width = 90
-    for i, (_, v) in enumerate(about, start=1):
-        sheet.cell(row=i, column=2).alignment = Alignment(wrap_text=True, vertical="top")
-        sheet.row_dimensions[i].height = _row_height([str(v)], [90])
+    sheet.calculate_dimension = lambda: f"A1:B{len(about)}"
     sheet.page_setup.orientation = "landscape"
-    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.paperSize = Worksheet.PAPERSIZE_A4
     sheet.page_setup.fitToWidth = 1
     sheet.page_setup.fitToHeight = 0
     sheet.sheet_properties.pageSetUpPr.fitToPage = True
-    wb.properties.creator = "open-ecrf"
-    wb.properties.created = FIXED_TIME
-    wb.properties.modified = FIXED_TIME
-    buf = io.BytesIO()
-    wb.save(buf)
-    return _deterministic_zip(buf.getvalue())
+    about_style = {"alignment": Alignment(wrap_text=True, vertical="top")}
+    for i, (k, v) in enumerate(about, start=1):
+        sheet.row_dimensions[i].height = _row_height([str(v)], [90])
+        sheet.append([_text_cell(sheet, k, {}), _text_cell(sheet, neutralise(v), about_style)])
 
 
 def _shown(key: str, text: str) -> str:
@@ -120,30 +204,24 @@ def _shown(key: str, text: str) -> str:
     return text.replace("\\", "/").rsplit("/", 1)[-1] if key == "file" else text
 
 
-def _row_height(texts: list[str], widths: list[int]) -> float:
+def _row_height(texts: Sequence[str], widths: Sequence[int]) -> float:
     """Points needed by the tallest wrapped cell of a row (an estimate erring on the tall side)."""
+    return _height(texts, [max(1, int(width * CHARS_PER_WIDTH)) for width in widths])
+
+
+def _height(texts: Sequence[str], per_line: Sequence[int]) -> float:
     lines = 1
-    for text, width in zip(texts, widths):
-        per_line = max(1, int(width * CHARS_PER_WIDTH))
-        lines = max(lines, sum(max(1, -(-len(part) // per_line)) for part in text.split("\n")))
+    for text, chars in zip(texts, per_line):
+        if len(text) <= chars and "\n" not in text:  # one line: most cells
+            continue
+        lines = max(lines, sum(max(1, -(-len(part) // chars)) for part in text.split("\n")))
     return round(lines * LINE_POINTS + 3, 1)
-
-
-def fit_rows(ws: Any, widths: list[int]) -> None:
-    """Body font and a row height for each row's wrapped text (LibreOffice keeps one line for rows written
-    by openpyxl, and the text then prints over the next row)."""
-    body_font = Font(size=BODY_POINTS)
-    for r, row in enumerate(ws.iter_rows(), start=1):
-        ws.row_dimensions[r].height = _row_height([str(c.value or "") for c in row], widths)
-        if r > 1:
-            for c in row:
-                c.font = body_font
 
 
 def print_setup(ws: Any, page: PageHeader) -> None:
     """Landscape, one page wide, header row on every page; study, site(s) and date in every page's margins."""
     ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
     ws.page_setup.fitToWidth = 1
     ws.page_setup.fitToHeight = 0  # as many pages down as needed
     ws.sheet_properties.pageSetUpPr.fitToPage = True
@@ -169,18 +247,29 @@ def _header_text(text: str) -> str:
     return text.replace("&", "&&")  # & starts a header code (&P, &D)
 
 
-def _deterministic_zip(data: bytes) -> bytes:
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
+def _deterministic_zip(source: Path, out: BinaryIO, splice: Optional[dict[str, Path]] = None) -> None:
+    """The package rewritten part by part (streamed: a sheet of a million rows is never in memory) with fixed
+    timestamps and a fixed part order; splice: rows (a file of XML) put at the end of a sheet's sheetData."""
+    splice = splice or {}
     stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         names = src.namelist()
         for name in [n for n in names if n == "[Content_Types].xml"] + sorted(n for n in names if n != "[Content_Types].xml"):
-            content = src.read(name)
-            if name == "docProps/core.xml":
-                content = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rb"\g<1>" + stamp.encode() + rb"\g<3>", content)
             info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o600 << 16
-            dst.writestr(info, content)
-    return out.getvalue()
+            if name == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rb"\g<1>" + stamp.encode() + rb"\g<3>",
+                                 src.read(name))
+                dst.writestr(info, content)
+                continue
+            with dst.open(info, "w") as target:
+                if name in splice:  # a sheet written by openpyxl with its header only: small
+                    head, tail = src.read(name).rsplit(b"</sheetData>", 1)
+                    target.write(head)
+                    with splice[name].open("rb") as rows:
+                        shutil.copyfileobj(rows, target, 1 << 20)
+                    target.write(b"</sheetData>" + tail)
+                else:
+                    with src.open(name) as part:
+                        shutil.copyfileobj(part, target, 1 << 20)
