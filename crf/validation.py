@@ -18,10 +18,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import __version__
 from .checks.fields import FieldChecks
+from .checks.stage import CheckStage, derive
 from .fieldmap import iter_fields
 from .catalogue import code, problem_text
 from .findings import Finding, Severity
@@ -32,14 +33,6 @@ from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
 from .rules.supersede import supersede
-
-
-class CheckStage(Protocol):
-    """A stage checks one subject and yields findings; it never raises on bad data."""
-
-    name: str
-
-    def check(self, read: ReadSubject) -> Iterable[Finding]: ...
 
 
 def _fields_stage(study: Study, today: Optional[dt.date]) -> CheckStage:
@@ -66,7 +59,7 @@ def _policy(stages: Sequence[CheckStage]) -> dict[str, Any]:
     """The supersession policy the stages declare (the rules' `supersedes`; crf.rules.supersede)."""
     out: dict[str, Any] = {}
     for stage in stages:
-        out.update(getattr(stage, "supersession_policy", {}))
+        out.update(stage.supersession_policy)
     return out
 
 
@@ -255,8 +248,14 @@ def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: 
     if result.subject is None:
         return outcome
     read = result.subject
-    if keep_values:  # before the checks: a stage may add derived values to the record
+    if keep_values:  # as returned, before the derive step adds the calculated values
         outcome.values = ReturnedValues.of(read.record)
+    try:
+        derive(study, read)
+    except Exception as exc:  # a bug in a derivation must not hide the other files' findings
+        outcome.findings.append(file_finding(
+            display, "CHECK-FAILED", problem_text("CHECK-FAILED", stage="derive", detail=f"{type(exc).__name__}: {str(exc)[:160]}"),
+            site=read.record.site, subject=read.record.subject))
     for stage in stages:
         try:
             outcome.findings.extend(stage.check(read))
@@ -267,12 +266,10 @@ def check_file(study: Study, stages: Sequence[CheckStage], path: Path, display: 
     outcome.findings = _without_unreadable(study, read, supersede(outcome.findings, _policy(stages)))
     outcome.subject = summarise(study, read)
     for stage in stages:
-        summary = getattr(stage, "summary", None)
-        if summary is not None:
-            try:
-                outcome.subject.extra.update(summary(read))
-            except Exception:  # a summary is a convenience; the findings stand without it
-                pass
+        try:
+            outcome.subject.extra.update(stage.summary(read))
+        except Exception:  # a summary is a convenience; the findings stand without it
+            pass
     return outcome
 
 

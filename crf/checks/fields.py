@@ -21,8 +21,9 @@ from ..model import Item, ItemKind, Limits, Log, Study, Visit
 from ..readers.base import ReadSubject
 from ..readers.convert import ValueIssue, show_value
 from ..subject import Location, SubjectRecord
-from .derive import Disagreement, complete
+from .derive import Disagreement
 from .fastschema import Predicate, compile_schema
+from .stage import CheckStage, derive
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(?:-(0[1-9]|1[0-2])(?:-\d{2})?)?$")
 _TIME_HM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
@@ -67,7 +68,7 @@ class _Where:
     form_title: str
 
 
-class FieldChecks:
+class FieldChecks(CheckStage):
     """The field-check stage; build once per study, then `check` each subject."""
 
     name = "fields"
@@ -88,9 +89,10 @@ class FieldChecks:
     # -- public -------------------------------------------------------------------------
     def check(self, read: ReadSubject) -> Iterator[Finding]:
         record = read.record
-        derived, disagreements = complete(self.study, record, read.cached)
+        derive(self.study, read)  # done already in a run (crf.validation); a caller of this stage alone gets it here
+        derived = read.derived
         yield from self._issues(read)
-        yield from self._disagreements(read, disagreements)
+        yield from self._disagreements(read, read.disagreements)
         for visit in self.study.visits:
             forms = record.visits.get(visit.id)
             if forms is None:

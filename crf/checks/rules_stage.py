@@ -14,17 +14,20 @@ from ..findings import Finding
 from ..model import Study
 from ..readers.base import ReadSubject
 from ..rules import AttackCount, RuleSet, endpoint_summary
+from .stage import CheckStage, derive
 
 
-class RulesStage:
+class RulesStage(CheckStage):
     name = "rules"
 
     def __init__(self, study: Study, today: Optional[dt.date] = None):
+        self.study = study
         self.ruleset = RuleSet.shared(study)  # `today` is passed per call: the shared set is not ours to change
         self.today = today
         self.supersession_policy = self.ruleset.supersession_policy  # read by crf.validation after all stages ran
 
     def check(self, read: ReadSubject) -> Iterator[Finding]:
+        derive(self.study, read)  # done already in a run (crf.validation)
         yield from self.ruleset.check([read.record], today=self.today)
 
     def summary(self, read: ReadSubject) -> dict[str, Any]:

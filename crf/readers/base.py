@@ -20,6 +20,10 @@ class ReadSubject:
     unknown: set[str] = field(default_factory=set)  # paths whose cell could not be found (reported once, elsewhere)
     log_rows: dict[str, list[int]] = field(default_factory=dict)  # log id -> workbook row number (from 1) of each record row
     cached: dict[str, Any] = field(default_factory=dict)  # path of a derived item -> its formula's cached value
+    # set by the derive step (crf.checks.stage.derive), before the check stages
+    derived: set[str] = field(default_factory=set)  # paths of the calculated values added to the record
+    disagreements: list[Any] = field(default_factory=list)  # crf.checks.derive.Disagreement: calculated values sent that differ
+    derived_done: bool = False
 
 
 @dataclass
