@@ -37,20 +37,16 @@ from . import __version__
 from .fieldmap import defined_name
 from .model import CodeList, Item, ItemKind, Limits, Log, Study, Visit
 from .subject import SubjectRecord
+from .contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
+                       MULTI_SEPARATOR, TIME_FORMAT)
 from .xlsx_formula import Untranslatable, constant_value, translate
 
-FORMAT_VERSION = "1"
-MULTI_SEPARATOR = "; "
-DATE_FORMAT = "DD-MMM-YYYY"
 FIXED_TIME = dt.datetime(2000, 1, 1, 0, 0, 0)  # docProps created/modified: same inputs, same bytes
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 INLINE_LIST_LIMIT = 255  # Excel's limit on an in-formula list "A,B,C"
 EARLIEST_DATE = "DATE(1900,1,1)"
 
-INSTRUCTIONS = "Instructions"
-CALENDAR = "Visit calendar"
-LISTS = "_lists"
-META = "_meta"
+INSTRUCTIONS, CALENDAR, LISTS, META = INSTRUCTIONS_SHEET, CALENDAR_SHEET, LISTS_SHEET, META_SHEET
 
 # -- presentation --------------------------------------------------------------------------
 REQUIRED_FILL = PatternFill("solid", fgColor="DDEBF7")  # light blue: required input
@@ -879,7 +875,7 @@ class _Builder:
         keys = [("study_id", s.id), ("protocol_version", s.protocol_version), ("form_version", s.form_version),
                 ("definition_hash", s.definition_hash), ("site", self.site), ("subject", self.subject),
                 ("tool_version", __version__), ("format_version", FORMAT_VERSION),
-                ("multi_separator", MULTI_SEPARATOR), ("time_format", "text HH:MM"),
+                ("multi_separator", MULTI_SEPARATOR), ("time_format", TIME_FORMAT),
                 ("partial_date_format", "text YYYY, YYYY-MM or YYYY-MM-DD"), ("fields", str(len(self.cells)))]
         rows: list[list[str]] = [["key", "value"], *([k, str(v)] for k, v in keys), [],
                                  ["path", "defined_name", "sheet", "cell", "kind", "role", "item"]]

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from ..contract import MULTI_SPLIT
 from ..model import Item, ItemKind
 
 _EPOCH_1900 = dt.date(1899, 12, 30)  # serial 1 = 1900-01-01 once Excel's phantom 1900-02-29 is skipped
@@ -345,7 +346,7 @@ def _to_code(item: Item, raw: Any) -> Converted:
 
 def _to_codes(item: Item, raw: Any) -> Converted:
     if isinstance(raw, str):
-        parts = [clean_text(p) for p in re.split(r"[;\n]", raw)]
+        parts = [clean_text(p) for p in MULTI_SPLIT.split(raw)]
     else:
         parts = [raw]
     codes: list[Any] = []

@@ -23,6 +23,7 @@ from defusedxml.common import DefusedXmlException
 import xml.parsers.expat
 from xml.sax import SAXException
 
+from ..contract import META_SHEET
 from ..fieldmap import iter_fields
 from ..findings import Severity
 from ..model import Study
@@ -31,7 +32,6 @@ from . import safety, sheet_scan
 from .base import ReadSubject, Unusable, file_finding
 from .convert import ValueIssue, clean_text, convert
 
-META_SHEET = "_meta"
 NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
