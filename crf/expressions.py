@@ -223,26 +223,17 @@ def _present(*args: Any) -> list[Any]:
     return [a for a in args if a is not MISSING]
 
 
-BUILTINS: dict[str, Callable[..., Any]] = {
-    "round": _numeric(lambda x, n=0: round(x, int(n)) if n else round(x)),
-    "floor": _numeric(math.floor),
-    "abs": _numeric(abs),
-    "min": lambda *a: min(_present(*a)) if _present(*a) else MISSING,
-    "max": lambda *a: max(_present(*a)) if _present(*a) else MISSING,
-    "years_between": _years_between,
-    "days_between": _days_between,
-    "minutes_between": _minutes_between,
-    "lookup": _lookup,
-    "any_of": _any_of,
-    "blank": lambda x: x is MISSING or x is None or x == "" or x == [],
-    "date": _as_date,
-    "earliest": _earliest,
-    "latest": _latest,
-    "add_days": _add_days,
-    "nz": lambda x, default=0: default if x is MISSING else x,
-    "contains_any": _contains_any,
-    "count_of": _count_of,
-    "len": lambda x: len(x) if isinstance(x, (list, tuple, str)) else 0,
+# -- the function registry ----------------------------------------------------------------------
+# Each argument is written "kind name": a "container" (log or form id), "visit" or "item" argument is a
+# bare id, read without evaluating it; a "condition" is evaluated once per row or form; a "table" is a
+# {code: value} literal; a "value" is any expression. A name ending in "?" is optional, in "*" repeats.
+ARGUMENT_KINDS = {
+    "value": "",
+    "container": "a log id or form id",
+    "visit": "a visit id",
+    "item": "an item id",
+    "condition": "evaluated in each row or form",
+    "table": "a {code: value} table",
 }
 
 
@@ -256,6 +247,73 @@ class EvaluationScope(Protocol):
     def functions(self) -> Mapping[str, Callable[..., Any]]: ...
 
     def resolve(self, name: str) -> Any: ...
+@dataclass(frozen=True)
+class Function:
+    """A function of the expression language, described for the load-time checks and the docs."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[str, ...]  # "kind name" of each argument (ARGUMENT_KINDS); name ends in "?" optional, "*" any number
+    returns: str  # number, integer, date, boolean, text, list or any
+    description: str
+
+    def __post_init__(self) -> None:
+        for arg in self.args:
+            kind, _, name = arg.partition(" ")
+            if kind not in ARGUMENT_KINDS or not name:
+                raise ValueError(f"{self.name}(): argument {arg!r} is not 'kind name' with a kind of {sorted(ARGUMENT_KINDS)}")
+
+    @property
+    def lazy(self) -> bool:
+        return bool(getattr(self.fn, "lazy", False))
+
+    @property
+    def first_kind(self) -> str:
+        return self.args[0].partition(" ")[0] if self.args else ""
+
+    def arity(self) -> tuple[int, Optional[int]]:
+        """(fewest, most) arguments; most is None when the last one repeats."""
+        fewest = sum(1 for a in self.args if not a.endswith(("?", "*")))
+        return fewest, None if any(a.endswith("*") for a in self.args) else len(self.args)
+
+    def signature(self) -> str:
+        """`count(log, condition?)`, with what a non-value argument must be: for the docs and messages."""
+        parts = []
+        for arg in self.args:
+            kind, _, name = arg.partition(" ")
+            parts.append(name + (f" ({ARGUMENT_KINDS[kind]})" if ARGUMENT_KINDS[kind] else ""))
+        return f"{self.name}({', '.join(parts)})"
+
+
+BUILTIN_FUNCTIONS: tuple[Function, ...] = (
+    Function("round", _numeric(lambda x, n=0: round(x, int(n)) if n else round(x)), ("value x", "value n?"), "number",
+             "x rounded to n decimals (default 0)"),
+    Function("floor", _numeric(math.floor), ("value x",), "integer", "x rounded down to a whole number"),
+    Function("abs", _numeric(abs), ("value x",), "number", "the absolute value of x"),
+    Function("min", lambda *a: min(_present(*a)) if _present(*a) else MISSING, ("value x*",), "any",
+             "the smallest of the values that are not blank"),
+    Function("max", lambda *a: max(_present(*a)) if _present(*a) else MISSING, ("value x*",), "any",
+             "the largest of the values that are not blank"),
+    Function("years_between", _years_between, ("value start", "value end"), "integer", "whole years from start to end (an age)"),
+    Function("days_between", _days_between, ("value start", "value end"), "integer", "days from start to end"),
+    Function("minutes_between", _minutes_between, ("value date1", "value time1", "value date2", "value time2"), "integer",
+             "minutes from date1 at time1 to date2 at time2"),
+    Function("lookup", _lookup, ("value x", "table table"), "any", "the value the table gives for x (x itself when it is not in the table)"),
+    Function("any_of", _any_of, ("value x", "value code*"), "boolean", "x, or one of the codes of a multiple-choice x, is one of the codes"),
+    Function("blank", lambda x: x is MISSING or x is None or x == "" or x == [], ("value x",), "boolean", "x was not answered"),
+    Function("date", _as_date, ("value x",), "date", "x as a date (blank when it is not one)"),
+    Function("earliest", _earliest, ("value x",), "date", "the earliest day a full or partial date (YYYY, YYYY-MM) can stand for"),
+    Function("latest", _latest, ("value x",), "date", "the latest day a full or partial date can stand for"),
+    Function("add_days", _add_days, ("value date", "value days"), "date", "the date so many days after date"),
+    Function("nz", lambda x, default=0: default if x is MISSING else x, ("value x", "value default?"), "any",
+             "x, or the default (0) when x is blank"),
+    Function("contains_any", _contains_any, ("value text", "value terms"), "boolean",
+             "one of the terms starts a word of the text, whatever the case ('depress' finds 'Depression')"),
+    Function("count_of", _count_of, ("value x", "value values*"), "integer", "how many of the values equal x (a list counts each element)"),
+    Function("len", lambda x: len(x) if isinstance(x, (list, tuple, str)) else 0, ("value x",), "integer",
+             "the number of codes of a multiple-choice answer, or of characters of a text"),
+)
+BUILTINS: dict[str, Callable[..., Any]] = {f.name: f.fn for f in BUILTIN_FUNCTIONS}
 
 
 class Scope:

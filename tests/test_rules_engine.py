@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,44 @@ def test_unknown_function_and_bad_rule_shape_are_load_errors(tmp_path):
     folder2 = _copy_study(tmp_path / "b")
     edit_json(folder2 / "rules" / "vital-signs.json", lambda doc: doc["rules"][1].update(fail_if="sysbp(SYSBP) <= DIABP"))
     assert any("unknown function sysbp()" in p for p in _rule_problems(folder2))
+
+
+def test_a_function_given_the_wrong_number_of_arguments_is_a_load_error(tmp_path):
+    folder = _copy_study(tmp_path)
+    edit_json(folder / "rules" / "vital-signs.json", lambda doc: doc["rules"][1].update(fail_if="days_between(SYSBP) > DIABP"))
+    [problem] = _rule_problems(folder)
+    assert problem.startswith("rules/vital-signs.json#/rules/1/fail_if: days_between() takes 2 argument(s), days_between(start, end), not 1")
+
+
+def test_the_function_registry_describes_every_function():
+    from crf.expressions import ARGUMENT_KINDS
+    from crf.rules.functions import CONTEXT_FUNCTIONS, FUNCTIONS
+
+    assert set(CONTEXT_FUNCTIONS) <= set(FUNCTIONS)
+    for fn in FUNCTIONS.values():
+        assert fn.description and fn.returns in ("number", "integer", "date", "boolean", "text", "list", "any"), fn.name
+        assert all(a.partition(" ")[0] in ARGUMENT_KINDS for a in fn.args)
+        # a lazy function reads ids and conditions itself; an eager one only ever gets values
+        assert fn.lazy or all(a.startswith(("value ", "table ")) for a in fn.args), fn.name
+
+
+def test_the_rules_schema_names_exactly_the_registered_python_rules():
+    from crf.rules.functions import PYTHON_RULES
+
+    schema = json.loads((ROOT / "schemas" / "meta" / "rules.schema.json").read_text())
+    enum = _find_function_enum(schema)
+    assert enum == sorted(PYTHON_RULES), "schemas/meta/rules.schema.json: the function enum must list crf.rules.functions.PYTHON_RULES"
+
+
+def _find_function_enum(node):
+    if isinstance(node, dict):
+        if "function" in node and isinstance(node["function"], dict) and "enum" in node["function"]:
+            return node["function"]["enum"]
+        for value in node.values():
+            found = _find_function_enum(value)
+            if found is not None:
+                return found
+    return None
 
 
 def test_misspelt_function_in_x_derived_is_a_load_error_naming_the_item(tmp_path):

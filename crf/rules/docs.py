@@ -5,9 +5,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from ..expressions import BUILTINS
 from .engine import Rule, RuleSet
-from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES
+from .functions import FUNCTIONS, PYTHON_RULES
 
 SEVERITY_LABEL = {"error": "error (H)", "query": "query", "major deviation": "major", "minor deviation": "minor"}
 
@@ -105,11 +104,9 @@ def render_markdown(ruleset: RuleSet) -> str:
             "Besides the operators of docs/study-definition.md#expressions. Functions marked *lazy* take a log or",
             "form id and a condition evaluated once per row or form instance; names inside the condition are",
             "that row's or form's items first, then those of the enclosing form.", "",
-            "| Function | What it does |", "|---|---|"]
-    for name in sorted(BUILTINS):
-        out.append(f"| `{name}` | {_cell(_doc(BUILTINS[name]) or 'built-in')} |")
-    for name in sorted(CONTEXT_FUNCTIONS):
-        fn = CONTEXT_FUNCTIONS[name]
-        lazy = " (lazy)" if getattr(fn, "lazy", False) else ""
-        out.append(f"| `{name}`{lazy} | {_cell(_doc(fn) or name)} |")
+            "| Function | Result | What it gives |", "|---|---|---|"]
+    for name in sorted(FUNCTIONS):
+        spec = FUNCTIONS[name]
+        lazy = " (lazy)" if spec.lazy else ""
+        out.append(f"| `{_cell(spec.signature())}`{lazy} | {spec.returns} | {_cell(spec.description)} |")
     return "\n".join(out) + "\n"

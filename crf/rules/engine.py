@@ -35,7 +35,7 @@ from ..model import Item, Study, Visit
 from ..subject import SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
-from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES, Hit, known_function_names
+from .functions import CONTEXT_FUNCTIONS, FUNCTIONS, PYTHON_RULES, Hit, known_function_names
 from .supersede import Supersession, parse_entries
 
 SEVERITIES = {"error": Severity.ERROR, "query": Severity.QUERY, "major": Severity.MAJOR, "minor": Severity.MINOR}
@@ -43,7 +43,6 @@ RULES_SCHEMA = META_DIR / "rules.schema.json"
 _STRUCTURAL = re.compile(r"^[A-Z]+(?:-[A-Z]+)+$")  # FIELD-REQUIRED ... (the catalogue of structural codes)
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 # functions whose first argument names a log or a form (its rows / instances become the inner frame)
-_ITERATING = {"count", "any_row", "no_row", "count_forms", "any_form", "no_form", "value_in"}
 
 
 @dataclass(frozen=True)
@@ -538,20 +537,29 @@ class _RuleLoader:
             if name not in self.functions:
                 self.problem(file, ptr, f"unknown function {name}() in {text!r}; known: {', '.join(sorted(self.functions))}")
         inner: set[str] = set()
+        skip: set[str] = set()  # ids given to a function as ids (a log, form or visit), not names to resolve
         import ast
         for node in expr.nodes:
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _ITERATING and node.args:
-                target = node.args[0]
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.func.id not in FUNCTIONS:
+                continue
+            spec = FUNCTIONS[node.func.id]
+            fewest, most = spec.arity()
+            if not fewest <= len(node.args) <= (most if most is not None else len(node.args)):
+                wanted = f"{fewest}" if fewest == most else f"{fewest} to {most}" if most is not None else f"at least {fewest}"
+                self.problem(file, ptr, f"{spec.name}() takes {wanted} argument(s), {spec.signature()}, "
+                                        f"not {len(node.args)}, in {text!r}")
+                continue
+            target = node.args[0] if node.args else None
+            if isinstance(target, ast.Name) and spec.first_kind in ("container", "visit"):
+                skip.add(target.id)
+            if spec.first_kind == "container":
                 if not isinstance(target, ast.Name) or (target.id not in self.layout.form_items and target.id not in self.layout.log_items):
-                    self.problem(file, ptr, f"{node.func.id}() needs a log id or form id as first argument in {text!r}")
+                    self.problem(file, ptr, f"{spec.name}() needs a log id or form id as first argument in {text!r}")
                 else:
                     inner |= set(self.layout.log_items.get(target.id) or self.layout.form_items[target.id])
-        skip = {node.args[0].id for node in expr.nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in _ITERATING | {"window_end", "target_date", "visit_in_window"} and node.args and isinstance(node.args[0], ast.Name)}
-        for node in expr.nodes:
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("window_end", "target_date", "visit_in_window"):
-                if not node.args or not isinstance(node.args[0], ast.Name) or node.args[0].id not in self.layout.visits:
-                    self.problem(file, ptr, f"{node.func.id}() needs a visit id as argument in {text!r}")
+            elif spec.first_kind == "visit":
+                if not isinstance(target, ast.Name) or target.id not in self.layout.visits:
+                    self.problem(file, ptr, f"{spec.name}() needs a visit id as argument in {text!r}")
         for name in expr.references() - skip:
             self.check_name(file, ptr, name, scope, inner)
         return expr

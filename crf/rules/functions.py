@@ -2,9 +2,10 @@
 
 Two registries:
 
-- `CONTEXT_FUNCTIONS`: functions of the expression language that need the subject (rows of a log,
-  forms across visits, Day 0, the EDSS algorithm...). `crf.loader` checks every x-derived function
-  name against `known_function_names()`.
+- `FUNCTIONS`: every function of the expression language with its argument kinds, result and description
+  (crf.expressions.Function): the builtins, and here those that need the subject (rows of a log, forms
+  across visits, Day 0, the EDSS algorithm...). The engine's load-time checks, `crf.loader` (x-derived
+  items) and the generated function table all read it.
 - `PYTHON_RULES`: rules that are not single expressions (schedule, limits, missed doses). A rule file
   names one with `"kind": "python", "function": "<name>"`; it yields `Hit`s and the engine turns
   them into Findings with the rule's id, severity, category and message templates.
@@ -15,7 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Iterator, Mapping, Optional, TYPE_CHECKING
 
-from ..expressions import BUILTINS, MISSING, Thunk, lazy
+from ..expressions import BUILTIN_FUNCTIONS, MISSING, Function, Thunk, lazy
 from ..model import Item
 from .context import typed
 
@@ -383,37 +384,49 @@ def _edss_neurostatus(frame: "Frame", *args: Thunk) -> Any:
     return edss_neurostatus(*(a(frame) for a in args))
 
 
-CONTEXT_FUNCTIONS: dict[str, ContextFunction] = {
-    "count": _count,
-    "any_row": _any,
-    "no_row": _none,
-    "count_forms": _count,
-    "any_form": _any,
-    "no_form": _none,
-    "value_in": _value_in,
-    "computed": _computed,
-    "blank_items": _blank_items,
-    "items_with": _items_with,
-    "uln": _uln,
-    "lln": _lln,
-    "last_dose_date": _last_dose_date,
-    "first_dose_date": _first_dose_date,
-    "study_end": _study_end,
-    "target_date": _target_date,
-    "window_end": _window_end,
-    "visit_in_window": _visit_in_window,
-    "study_day": _study_day,
-    "may_overlap": _may_overlap,
-    "must_overlap": _must_overlap,
-    "last_edss_before": _last_edss_before,
-    "fs_worsening": _fs_worsening,
-    "attack_edss_status": _attack_edss_status,
-    "edss_neurostatus": _edss_neurostatus,
-}
+# The functions that need the subject, registered with what the engine checks at load time: a log or form
+# id first makes a function iterate over that log's rows or those forms; a visit id first is checked.
+CONTEXT_FUNCTION_SPECS: tuple[Function, ...] = (
+    Function("count", _count, ("container log", "condition condition?"), "integer", "the rows of a log (or forms of that id) meeting the condition"),
+    Function("any_row", _any, ("container log", "condition condition?"), "boolean", "some row of the log meets the condition"),
+    Function("no_row", _none, ("container log", "condition condition?"), "boolean", "no row of the log meets the condition"),
+    Function("count_forms", _count, ("container form", "condition condition?"), "integer", "the forms of that id, at every visit, meeting the condition"),
+    Function("any_form", _any, ("container form", "condition condition?"), "boolean", "some form of that id meets the condition"),
+    Function("no_form", _none, ("container form", "condition condition?"), "boolean", "no form of that id meets the condition"),
+    Function("value_in", _value_in, ("container log", "item item", "condition condition?"), "any",
+             "the first value of the item given in the rows of a log, or the forms of that id in schedule order"),
+    Function("computed", _computed, ("item item",), "any", "a calculated item's value from its x-derived expression, whatever was recorded"),
+    Function("blank_items", _blank_items, ("item item*",), "list", "the ids of the given items left blank here"),
+    Function("items_with", _items_with, ("value answer", "item item*"), "list", "the ids of the given items answered with answer"),
+    Function("uln", _uln, ("item result",), "number", "the upper limit of normal of a lab result: the local laboratory's when given, else the central one"),
+    Function("lln", _lln, ("item result",), "number", "the lower limit of normal of a lab result, likewise"),
+    Function("last_dose_date", _last_dose_date, (), "date", "the date of the last infusion given"),
+    Function("first_dose_date", _first_dose_date, (), "date", "Day 0: the date of the first infusion"),
+    Function("study_end", _study_end, (), "date", "the end-of-study date, or today while the subject is still in the study"),
+    Function("target_date", _target_date, ("visit visit",), "date", "the visit's planned date from Day 0"),
+    Function("window_end", _window_end, ("visit visit",), "date", "the last day of the visit's window"),
+    Function("visit_in_window", _visit_in_window, ("visit visit",), "boolean", "the visit's date is inside its window"),
+    Function("study_day", _study_day, ("value date",), "integer", "the study day of a date (Day 0 is day 0)"),
+    Function("may_overlap", _may_overlap, ("value start", "value end", "value first", "value last"), "boolean",
+             "the period start..end (partial dates allowed; a blank end is ongoing) can overlap first..last"),
+    Function("must_overlap", _must_overlap, ("value start", "value end", "value first", "value last"), "boolean",
+             "the period start..end surely overlaps first..last, whatever days its partial dates stand for"),
+    Function("last_edss_before", _last_edss_before, ("value date",), "number", "the EDSS of the last assessment dated before date"),
+    Function("fs_worsening", _fs_worsening, ("value onset",), "text",
+             "'Y' when the attack's assessment shows EDSS +0.5 or more, 1 point or more in 2 FS, or 2 or more in 1 FS"),
+    Function("attack_edss_status", _attack_edss_status, (), "text",
+             "ON TIME, LATE, PENDING, UNDATED or NOT ASSESSED: the EDSS assessment of the attack in this row"),
+    Function("edss_neurostatus", _edss_neurostatus,
+             ("value visual", "value pyramidal", "value sensory", "value bowel_bladder", "value brainstem", "value cerebellar",
+              "value cerebral", "value ambulation"), "number",
+             "the EDSS by the Neurostatus algorithm from converted FS grades and the ambulation score"),
+)
+CONTEXT_FUNCTIONS: dict[str, ContextFunction] = {f.name: f.fn for f in CONTEXT_FUNCTION_SPECS}
+FUNCTIONS: dict[str, Function] = {f.name: f for f in (*BUILTIN_FUNCTIONS, *CONTEXT_FUNCTION_SPECS)}
 
 
 def known_function_names() -> frozenset[str]:
-    return frozenset(BUILTINS) | frozenset(CONTEXT_FUNCTIONS)
+    return frozenset(FUNCTIONS)
 
 
 # -- Python rules: limits from the schemas ----------------------------------------------------------------
