@@ -26,8 +26,8 @@ from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 
 from . import defcache, expressions
 from .model import (
-    Assumption, Code, CodeList, Condition, Dosing, Form, FormInstance, Item, ItemKind, Limits, Log,
-    SchemaSet, SdtmTarget, Study, Visit, Window,
+    Assumption, Code, CodeList, Condition, Dosing, FieldRef, Form, FormInstance, Item, ItemKind, Limits, Log,
+    ScheduleConfig, SchemaSet, SdtmTarget, Study, Visit, Window,
 )
 
 META_DIR = Path(__file__).resolve().parent.parent / "schemas" / "meta"
@@ -260,6 +260,7 @@ class _Loader:
             if log:
                 logs.append(log)
         codelists = self.collect_codelists()
+        schedule = self.build_schedule(doc.get("schedule"), visits)
         schemas = SchemaSet(
             registry=self.registry, base_uri=BASE_URI,
             visit_uris={v["id"]: BASE_URI + v["crf"] for v in doc["visits"]},
@@ -271,7 +272,48 @@ class _Loader:
             codelists=codelists, assumptions=tuple(self.assumptions), folder=self.folder,
             definition_hash=self.definition_hash, registry_id=doc.get("registry_id"), sponsor=doc.get("sponsor"),
             form_definitions=tuple(f for f in self.forms.values() if f is not None),
-            schemas=schemas,
+            schemas=schemas, schedule=schedule,
+        )
+
+    def build_schedule(self, doc: Optional[dict[str, Any]], visits: list[Visit]) -> ScheduleConfig:
+        """study.json `schedule`: each FORM.ITEM must name a form of some visit and an item of it."""
+        if not doc:
+            return ScheduleConfig()
+        items_of: dict[str, set[str]] = {}
+        for visit in visits:
+            for inst in visit.forms:
+                items_of.setdefault(inst.name, set()).update(it.id for it in inst.items)
+
+        def ref(text: str, ptr: str) -> Optional[FieldRef]:
+            found = FieldRef.parse(text)
+            if found is None or found.item not in items_of.get(found.form, ()):
+                self.problem("study.json", ptr, f"{text!r} is not FORM.ITEM of a form that some visit collects")
+                return None
+            return found
+
+        def form_item(form: str, item: str, ptr: str) -> None:
+            if item and item not in items_of.get(form, ()):
+                self.problem("study.json", ptr, f"{item!r} is not an item of form {form!r} at any visit")
+
+        form = doc.get("infusion_form", "")
+        eos = doc.get("end_of_study_form", "")
+        form_item(form, doc.get("infusion_date", ""), "/schedule/infusion_date")
+        form_item(form, doc.get("infusion_status_item", ""), "/schedule/infusion_status_item")
+        form_item(eos, doc.get("end_of_study_date", ""), "/schedule/end_of_study_date")
+        form_item(eos, doc.get("treatment_end_date", ""), "/schedule/treatment_end_date")
+        anchors = []
+        for name, text in sorted(doc.get("anchors", {}).items()):
+            anchor = ref(text, f"/schedule/anchors/{name}")
+            if anchor is not None:
+                anchors.append((name, anchor))
+        return ScheduleConfig(
+            visit_date=ref(doc["visit_date"], "/schedule/visit_date") if doc.get("visit_date") else None,
+            infusion_form=form, infusion_given=doc.get("infusion_given", "False"),
+            infusion_not_given=doc.get("infusion_not_given", "False"), infusion_date=doc.get("infusion_date", ""),
+            infusion_status_item=doc.get("infusion_status_item", ""),
+            end_of_study_form=eos, end_of_study_date=doc.get("end_of_study_date", ""),
+            treatment_end_date=doc.get("treatment_end_date", ""),
+            early_termination_visits=tuple(doc.get("early_termination_visits", ())), anchors=tuple(anchors),
         )
 
     def check_schedule_order(self, visits: list[dict[str, Any]]) -> None:

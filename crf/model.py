@@ -262,6 +262,46 @@ class Dosing:
 
 
 @dataclass(frozen=True)
+class FieldRef:
+    """An item of a form, written FORM.ITEM in the study definition (e.g. SV.SVSTDAT)."""
+
+    form: str
+    item: str
+
+    @classmethod
+    def parse(cls, text: str) -> Optional["FieldRef"]:
+        form, dot, item = text.partition(".")
+        return cls(form, item) if dot and form and item and "." not in item else None
+
+    def __str__(self) -> str:
+        return f"{self.form}.{self.item}"
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Where the schedule's dates are recorded (study.json `schedule`), parsed once by the loader.
+
+    Day 0 is the date of the first infusion given: `infusion_date` on the `infusion_form` where
+    `infusion_given` holds. Empty for a study without a schedule of infusions (imported from ODM or REDCap).
+    """
+
+    visit_date: Optional[FieldRef] = None  # the date of every visit
+    infusion_form: str = ""
+    infusion_given: str = "False"  # expression on the infusion form
+    infusion_not_given: str = "False"
+    infusion_status_item: str = ""  # the item that says whether it was given (where a missed infusion is reported)
+    infusion_date: str = ""
+    end_of_study_form: str = ""
+    end_of_study_date: str = ""
+    treatment_end_date: str = ""
+    early_termination_visits: tuple[str, ...] = ()
+    anchors: tuple[tuple[str, FieldRef], ...] = ()  # window anchor name -> the date it counts from
+
+    def anchor(self, name: str) -> Optional[FieldRef]:
+        return dict(self.anchors).get(name)
+
+
+@dataclass(frozen=True)
 class Assumption:
     where: str  # file#pointer or an id from study.json
     text: str
@@ -283,6 +323,7 @@ class Study:
     registry_id: Optional[str] = None
     sponsor: Optional[str] = None
     form_definitions: tuple[Form, ...] = ()  # each form as written in forms/, before instance overrides
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # set by the loader right after construction; never None once loaded
 
     def visit(self, visit_id: str) -> Visit:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Optional, Sequence
 
-from . import expressions
+from . import expressions, schedule
 from .model import FormInstance, Item, ItemKind, Limits, Study, Visit
 from .subject import SubjectRecord
 
@@ -179,9 +179,10 @@ def _schedule(study: Study, day0: dt.date, rng: random.Random) -> dict[str, dt.d
     """A date inside each scheduled visit's window; screening 7-21 days before Day 0 where the window allows."""
     dates: dict[str, dt.date] = {}
     for visit in study.visits:
-        if visit.day is None or visit.window.anchor not in ("day0", "Day 0"):
+        days = schedule.day_window(visit)
+        if days is None or visit.day is None:
             continue
-        lo, hi = visit.day - visit.window.before, visit.day + visit.window.after
+        lo, hi = days
         if visit.kind == "screening":
             a, b = max(lo, -21), min(hi, -7)
             lo, hi = (a, b) if a <= b else (lo, hi)

@@ -37,6 +37,7 @@ from . import __version__
 from .fieldmap import defined_name
 from .model import CodeList, Item, ItemKind, Limits, Log, Study, Visit
 from .subject import SubjectRecord
+from . import schedule
 from .contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
                        MULTI_SEPARATOR, TIME_FORMAT)
 from .xlsx_formula import Untranslatable, constant_value, translate
@@ -402,19 +403,9 @@ class _Builder:
         return f"Subject {subject}   Site {site}"
 
     def _day0_source(self) -> Optional[str]:
-        """Defined name of the first-infusion date: an EX start date at the Day 0 visit, else its visit date."""
-        day0 = next((v for v in self.study.visits if v.day == 0), None) or next(
-            (v for v in self.study.visits if v.infusion == 1), None)
-        if day0 is None:
-            return None
-        fallback = None
-        for inst in day0.forms:
-            for it in inst.items:
-                if it.kind == ItemKind.DATE and it.is_input:
-                    if it.sdtm.domain == "EX":
-                        return defined_name(day0.id, inst.name, it.id)
-                    fallback = fallback or defined_name(day0.id, inst.name, it.id)
-        return fallback
+        """Defined name of the cell where Day 0 is recorded (the schedule service's day0_field)."""
+        found = schedule.day0_field(self.study)
+        return defined_name(found[0].id, found[1], found[2]) if found else None
 
     def visit_date_name(self, visit: Visit) -> Optional[str]:
         first = None
@@ -741,13 +732,14 @@ class _Builder:
         r = hr + 1
         for v in self.study.visits:
             ws.cell(r, 1, v.id).font = BOLD
-            window = "" if (v.scheduled and v.window.anchor == "day0") else f" ({_window_text(v)})"
+            days = schedule.day_window(v)
+            window = "" if days is not None else f" ({_window_text(v)})"
             ws.cell(r, 2, v.label + window).alignment = WRAP
             ws.cell(r, 3, v.week)
             ws.cell(r, 4, v.day)
             ws.cell(r, 8, v.infusion)
             actual = self.visit_date_name(v)
-            if v.scheduled and v.window.anchor == "day0":
+            if days is not None:  # the window checks' arithmetic (crf.schedule), as live formulas from Day 0
                 ws.cell(r, 5, f'=IF(CAL_DAY0_USED="","",CAL_DAY0_USED+{v.day})')
                 ws.cell(r, 6, f'=IF(E{r}="","",E{r}-{v.window.before})')
                 ws.cell(r, 7, f'=IF(E{r}="","",E{r}+{v.window.after})')

@@ -348,11 +348,11 @@ class SubjectContext:
     @cached_property
     def infusions(self) -> list[tuple[str, Frame, Any]]:
         """(visit id, infusion-form frame, start date) of every infusion given, in date order."""
-        sched = self.constants.get("schedule", {})
-        given = _derived(sched.get("infusion_given", "True"))
-        date_item = sched.get("infusion_date", "")
+        sched = self.study.schedule
+        given = _derived(sched.infusion_given)
+        date_item = sched.infusion_date
         out = []
-        for frame in self.form_frames(sched.get("infusion_form", "")):
+        for frame in self.form_frames(sched.infusion_form):
             if bool(given(frame)):
                 out.append((frame.visit or "", frame, frame.resolve(date_item)))
         out.sort(key=lambda t: (t[2] if isinstance(t[2], dt.date) else dt.date.max))
@@ -364,12 +364,11 @@ class SubjectContext:
         return min(dates) if dates else MISSING
 
     def visit_date(self, visit: str) -> Any:
-        ref = self.constants.get("schedule", {}).get("visit_date", "SV.SVSTDAT")
-        form, item = ref.split(".")
-        return self.field_value(visit, form, item)
+        ref = self.study.schedule.visit_date
+        return self.field_value(visit, ref.form, ref.item) if ref else MISSING
 
     @cached_property
     def end_of_study(self) -> Optional[Frame]:
         """The end-of-study form (at the week-52 or early-termination visit), if returned."""
-        frames = self.form_frames(self.constants.get("schedule", {}).get("end_of_study_form", ""))
+        frames = self.form_frames(self.study.schedule.end_of_study_form)
         return frames[0] if frames else None

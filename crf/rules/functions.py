@@ -216,7 +216,7 @@ def _study_end(frame: "Frame") -> Any:
     ctx = frame.ctx
     eos = ctx.end_of_study
     if eos is not None:
-        date = eos.resolve(ctx.constants.get("schedule", {}).get("end_of_study_date", "DSSTDAT"))
+        date = eos.resolve(ctx.study.schedule.end_of_study_date) if ctx.study.schedule.end_of_study_date else MISSING
         if isinstance(date, dt.date):
             return date
     return ctx.today

@@ -2,8 +2,9 @@
 
 Day 0 is the date of the first infusion given. A scheduled visit's window is [day - before,
 day + after] in protocol days from Day 0 (never from the previous visit); an unscheduled visit whose
-window has an `anchor` is checked against the date the rules file's `schedule.anchors` maps it to
-(the attack visit against the attack onset). Nothing here knows a day number of the shipped study.
+window has an `anchor` is checked against the date study.json's `schedule.anchors` maps it to
+(the attack visit against the attack onset). The arithmetic is the schedule service's (crf/schedule.py),
+which the workbook calendar uses too. Nothing here knows a day number or an item of the shipped study.
 
 The analysis is computed once per subject (`analyse`) and shared by the rules that report from it:
 EC-40 (infusion timing), EC-62 (visit dates), PD-05 (window), PD-09 (interval), PD-10 (missed
@@ -15,6 +16,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, TYPE_CHECKING
 
+from .. import schedule as service
 from ..expressions import MISSING, compile_expression, parse
 from ..model import ItemKind, Visit
 from .functions import Hit, python_rule
@@ -61,33 +63,34 @@ def analyse(ctx: "SubjectContext") -> Schedule:
     if cached is not None:
         return cached
     study, day0 = ctx.study, ctx.day0
-    conf = ctx.constants.get("schedule", {})
+    conf = study.schedule
+    known_day0 = day0 if isinstance(day0, dt.date) else None
     sched = Schedule(day0)
     for visit in study.visits:
         if visit.id not in ctx.record.visits:
             continue
         date = ctx.visit_date(visit.id)
         timing = VisitTiming(visit, date)
-        if visit.day is not None:
-            timing.low, timing.high = visit.day - visit.window.before, visit.day + visit.window.after
-            if isinstance(date, dt.date) and day0 is not MISSING:
-                timing.study_day = (date - day0).days
-                timing.in_window = timing.low <= timing.study_day <= timing.high
+        days = service.day_window(visit)
+        if days is not None:
+            timing.low, timing.high = days
+            if isinstance(date, dt.date) and known_day0 is not None:
+                timing.study_day = service.study_day(date, known_day0)
+                timing.in_window = service.in_window(visit, date, known_day0)
         else:
-            ref = conf.get("anchors", {}).get(visit.window.anchor)
-            anchor = ctx.field_value(visit.id, *ref.split(".")) if ref else MISSING
+            ref = conf.anchor(visit.window.anchor)
+            anchor = ctx.field_value(visit.id, ref.form, ref.item) if ref else MISSING
             timing.anchor_date = anchor
             if isinstance(anchor, dt.date) and isinstance(date, dt.date):
-                offset = (date - anchor).days
-                timing.in_window = -visit.window.before <= offset <= visit.window.after
+                timing.in_window = service.in_window(visit, date, known_day0, anchor)
         sched.visits[visit.id] = timing
     dosing = study.dosing
     for seq, (visit_id, frame, date) in enumerate(ctx.infusions, start=1):
         visit = ctx.layout.visits[visit_id]
         inf = InfusionTiming(visit, frame, date, visit.infusion or seq, seq)
-        if isinstance(date, dt.date) and day0 is not MISSING and visit.day is not None:
-            inf.study_day = (date - day0).days
-            inf.in_window = visit.day - visit.window.before <= inf.study_day <= visit.day + visit.window.after
+        if isinstance(date, dt.date) and known_day0 is not None and service.day_window(visit) is not None:
+            inf.study_day = service.study_day(date, known_day0)
+            inf.in_window = service.in_window(visit, date, known_day0)
         if dosing is not None and sched.infusions and isinstance(date, dt.date) and isinstance(sched.infusions[-1].date, dt.date):
             inf.interval = (date - sched.infusions[-1].date).days
             loading = inf.number <= dosing.loading_infusions
@@ -95,9 +98,9 @@ def analyse(ctx: "SubjectContext") -> Schedule:
         sched.infusions.append(inf)
     eos = ctx.end_of_study
     if eos is not None:
-        stop = eos.resolve(conf.get("treatment_end_date", "EOTDAT"))
-        if not isinstance(stop, dt.date) and eos.visit in conf.get("early_termination_visits", ()):
-            stop = eos.resolve(conf.get("end_of_study_date", "DSSTDAT"))
+        stop = eos.resolve(conf.treatment_end_date) if conf.treatment_end_date else MISSING
+        if not isinstance(stop, dt.date) and eos.visit in conf.early_termination_visits and conf.end_of_study_date:
+            stop = eos.resolve(conf.end_of_study_date)
         sched.treatment_end = stop if isinstance(stop, dt.date) else MISSING
     ctx.memo["schedule"] = sched
     return sched
@@ -105,6 +108,12 @@ def analyse(ctx: "SubjectContext") -> Schedule:
 
 def _window_text(low: Optional[int], high: Optional[int]) -> str:
     return f"Day {low} to Day {high}"
+
+
+def _visit_date_field(ctx: "SubjectContext") -> tuple[str, str]:
+    """(form, item) of the visit date, where a finding about a visit's date is put."""
+    ref = ctx.study.schedule.visit_date
+    return (ref.form, ref.item) if ref else ("", "")
 
 
 _DATE_ITEMS: dict[int, tuple[Any, tuple[str, ...]]] = {}
@@ -123,8 +132,7 @@ def visit_dates(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """EC-62: visit dates in the future, out of schedule order, out of window (visits without an infusion
     given: infusion dates are EC-40's), and an infusion dated differently from its visit."""
     sched = analyse(ctx)
-    date_ref = ctx.constants.get("schedule", {}).get("visit_date", "SV.SVSTDAT")
-    form, item = date_ref.split(".")
+    form, item = _visit_date_field(ctx)
     infused = {inf.visit.id: inf for inf in sched.infusions}
     previous: Optional[VisitTiming] = None
     for visit in ctx.study.visits:
@@ -149,7 +157,7 @@ def visit_dates(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
             previous = timing
         inf = infused.get(visit.id)
         if inf is not None and isinstance(inf.date, dt.date) and inf.date != timing.date:
-            yield Hit(visit.id, inf.frame.instance or "", ctx.constants.get("schedule", {}).get("infusion_date", ""), message="infusion_date",
+            yield Hit(visit.id, inf.frame.instance or "", ctx.study.schedule.infusion_date, message="infusion_date",
                       key="infusion-date", value=inf.date.isoformat(), values={"date": inf.date, "visit_date": timing.date, "label": visit.label})
         if inf is None and timing.in_window is False:
             yield Hit(visit.id, form, item, message="window", key="window", value=timing.date.isoformat(), values=_window_values(timing, sched))
@@ -167,8 +175,8 @@ def _window_values(timing: VisitTiming, sched: Schedule) -> dict[str, Any]:
 
 def _day_window_text(visit: Visit) -> str:
     """The window of a visit planned on a study day (only those have an in_window verdict for infusions)."""
-    day = visit.day or 0
-    return _window_text(day - visit.window.before, day + visit.window.after)
+    days = service.day_window(visit)
+    return _window_text(*days) if days else ""
 
 
 @python_rule("infusion_timing")
@@ -179,11 +187,11 @@ def infusion_timing(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     dosing = ctx.study.dosing
     if dosing is None:  # a study without dosing (imported from ODM or REDCap) has no infusion plan to check
         return
-    date_item = ctx.constants.get("schedule", {}).get("infusion_date", "")
+    date_item = ctx.study.schedule.infusion_date
     for inf in sched.infusions:
         if not isinstance(inf.date, dt.date):
             continue
-        where = dict(visit=inf.visit.id, form=inf.frame.instance or "", field=date_item, value=inf.date.isoformat())
+        where: dict[str, Any] = dict(visit=inf.visit.id, form=inf.frame.instance or "", field=date_item, value=inf.date.isoformat())
         base = {"date": inf.date, "label": inf.visit.label, "number": inf.number, "day": inf.study_day}
         if inf.in_window is False:
             v = inf.visit
@@ -205,8 +213,8 @@ def window_deviations(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """PD-05: one deviation per visit whose date, or whose infusion's date, is outside the window."""
     sched = analyse(ctx)
     infused = {inf.visit.id: inf for inf in sched.infusions}
-    date_item = ctx.constants.get("schedule", {}).get("infusion_date", "")
-    form, item = ctx.constants.get("schedule", {}).get("visit_date", "SV.SVSTDAT").split(".")
+    date_item = ctx.study.schedule.infusion_date
+    form, item = _visit_date_field(ctx)
     skip = set(rule.params.get("skip_kinds", ()))
     for visit_id, timing in sched.visits.items():
         if timing.visit.kind in skip:
@@ -227,7 +235,7 @@ def infusion_intervals(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     dosing = ctx.study.dosing
     if dosing is None:
         return
-    date_item = ctx.constants.get("schedule", {}).get("infusion_date", "")
+    date_item = ctx.study.schedule.infusion_date
     for inf in analyse(ctx).infusions:
         if inf.interval is not None and inf.min_interval is not None and inf.interval < inf.min_interval:
             yield Hit(inf.visit.id, inf.frame.instance or "", date_item, value=inf.date.isoformat(),
@@ -245,9 +253,9 @@ def missed_doses(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     after its window closed while the subject was on treatment). Major for a loading dose or a run of
     two or more maintenance doses in a row, minor for a single maintenance dose."""
     sched = analyse(ctx)
-    conf = ctx.constants.get("schedule", {})
-    infusion_form = conf.get("infusion_form", "")
-    not_given = compile_expression(parse(conf.get("infusion_not_given", "False")))
+    conf = ctx.study.schedule
+    infusion_form = conf.infusion_form
+    not_given = compile_expression(parse(conf.infusion_not_given))
     loading = ctx.study.dosing.loading_infusions if ctx.study.dosing else 0
     given = {inf.visit.id for inf in sched.infusions}
     stop = sched.treatment_end
@@ -272,9 +280,9 @@ def missed_doses(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
         major = number <= loading or in_a_row
         values = {"label": visit.label, "number": number, "phase": "loading" if number <= loading else "maintenance"}
         if how == "not_given":
-            yield Hit(visit.id, instance, "EXYN", message="not_given", severity="major" if major else "minor", values=values, value="N")
+            yield Hit(visit.id, instance, conf.infusion_status_item, message="not_given", severity="major" if major else "minor", values=values, value="N")
         else:
-            form, item = conf.get("visit_date", "SV.SVSTDAT").split(".")
+            form, item = _visit_date_field(ctx)
             yield Hit(visit.id, form, item, message="absent", severity="major" if major else "minor", values=values)
 
 
@@ -289,11 +297,11 @@ def week52_visit(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
         return
     limit = int(params.get("max_days_off", 14))
     target = sched.day0 + dt.timedelta(days=visit.day)
-    form, item = ctx.constants.get("schedule", {}).get("visit_date", "SV.SVSTDAT").split(".")
+    form, item = _visit_date_field(ctx)
     timing = sched.visits.get(visit.id)
     values = {"label": visit.label, "target": target, "limit": limit}
     if timing is None:
-        early = any(v in ctx.record.visits for v in ctx.constants.get("schedule", {}).get("early_termination_visits", ()))
+        early = any(v in ctx.record.visits for v in ctx.study.schedule.early_termination_visits)
         if not early and ctx.today > target + dt.timedelta(days=limit):
             yield Hit(visit.id, form, item, message="missing", values=values)
         return
