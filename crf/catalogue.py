@@ -41,18 +41,22 @@ def _c(code: str, severity: Severity, category: str, title: str, problem: str, f
 _FILE_FIX = "Send the workbook you were given for this subject (.xlsx), saved by Excel or LibreOffice"
 CODES: tuple[FindingCode, ...] = (
     # -- the file ------------------------------------------------------------------------------------------
-    _c("FILE-TYPE", E, "file", "not .xlsx, .xlsm or .json", "{problem}", "Send the subject's workbook (.xlsx) or JSON document"),
+    _c("FILE-TYPE", E, "file", "not .xlsx, .xlsm, .pdf or .json", "{problem}", "Send the subject's workbook (.xlsx), fillable PDF or JSON document"),
     _c("FILE-TOO-LARGE", E, "file", "a workbook over 100 MB, or a JSON document far larger than one subject's data", "{problem}",
        "Send only this subject's file"),
     _c("FILE-UNREADABLE", E, "file", "the file cannot be opened or read (any other read failure)", "{problem}",
        "Send the file again; if this persists, send it to the data manager"),
     _c("FILE-NOT-XLSX", E, "file", "not a zip package, a zip that is not a workbook, a legacy .xls, an empty file", "{problem}", _FILE_FIX),
-    _c("FILE-DAMAGED", E, "file", "truncated or corrupt package", "{problem}", "Open it in Excel, save it again as .xlsx and send that copy"),
+    _c("FILE-DAMAGED", E, "file", "truncated or corrupt package, or a PDF that qpdf cannot read or has to repair", "{problem}",
+       "Open it in Excel, save it again as .xlsx and send that copy"),
     _c("PASSWORD-PROTECTED", E, "file", "encrypted or password-protected workbook", "{problem}", "Remove the password and send it again"),
     _c("ZIP-BOMB", E, "file", "more than 2,000 parts, over 200 MB unpacked, a part over 1 MB compressed more than 200 times, "
        "or a part larger than its directory entry says", "{problem}", _FILE_FIX),
     _c("XML-UNSAFE", E, "file", "a DOCTYPE / entity declaration in any XML part (billion laughs); parsed with defusedxml", "{problem}", _FILE_FIX),
     _c("NOT-A-CRF-WORKBOOK", E, "file", "no `_meta` sheet: not a workbook made for this study", "{problem}", _FILE_FIX),
+    _c("NOT-A-CRF-PDF", E, "file", "a PDF without form fields (another document, or a fillable CRF printed, scanned or flattened to PDF), "
+       "or without the hidden `_meta` field of a study's fillable CRF", "{problem}",
+       "Fill in the fillable PDF the study sent for this subject in a PDF reader, save it and send that file"),
     _c("FILE-NOT-JSON", E, "file", "a .json file that is not UTF-8 JSON, or nested too deeply", "{problem}", "Export the subject document again as UTF-8 JSON"),
     _c("FILE-NOT-SUBJECT", E, "file", "JSON that is not one subject document", "{problem}", "Export one subject document per file"),
     # -- which study and subject -----------------------------------------------------------------------------
@@ -78,6 +82,8 @@ CODES: tuple[FindingCode, ...] = (
     _c("SHEET-RENAMED", W, "structure", "a renamed sheet, read through the defined names; nothing lost", "{problem}", "Please do not rename sheets"),
     _c("NAME-MISSING", W, "structure", "a defined name deleted: read through the `_meta` field map (warning), or not found at all (error)",
        "{problem}", "Please do not delete or rename cells' names", E),
+    _c("PDF-FIELD-MISSING", E, "structure", "fields of a fillable PDF deleted (one finding per file; those fields are not checked)",
+       "{problem}", "Send the fillable PDF the study issued, filled in and saved"),
     _c("VALUE-OUTSIDE-FORM", E, "structure", "a value typed on a visit or log sheet outside every input cell (a note, an inserted column); one per sheet, not read",
        "{problem}", "Type each value in its input cell of the form; anything else goes to the data manager as a note"),
     _c("SHEET-COPIED", E, "structure", "a visit or log sheet copied within the workbook: error when values typed on the copy were not read, warning otherwise",

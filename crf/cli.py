@@ -106,12 +106,34 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
 @out_option
 @click.option("--page-size", type=click.Choice(["A4", "Letter"]), default="A4", show_default=True)
 @click.option("--pdfa", is_flag=True, help="Write the CRF book as PDF/A-2b for archiving.")
-def pdf(study_dir: Path, out: Path, page_size: str, pdfa: bool) -> None:
-    """Build the printable PDF forms: one per visit, the blank CRF book and the annotated CRF.
+@click.option("--fillable", is_flag=True, help="Instead, write fillable PDF CRFs (AcroForm fields) into OUT/fillable: one per subject, "
+              "or one blank without --subjects. Sites fill them in a PDF reader; validate.py reads them like workbooks.")
+@click.option("--site", help="With --fillable: site number, e.g. 01.")
+@click.option("--subjects", help="With --fillable: subject numbers, 01-001,01-002 or a range 01-001..01-014.")
+def pdf(study_dir: Path, out: Path, page_size: str, pdfa: bool, fillable: bool, site: Optional[str], subjects: Optional[str]) -> None:
+    """Build the printable PDF forms: one per visit, the blank CRF book and the annotated CRF; or fillable PDFs.
 
     Example: python build_crf.py pdf --out out
+    Example: python build_crf.py pdf --fillable --out out --site 01 --subjects 01-001..01-014
     """
-    _build_pdf(_load(study_dir), out, page_size, pdfa)
+    if not fillable:
+        if site or subjects:
+            raise click.UsageError("--site and --subjects are for --fillable (or the xlsx command)")
+        _build_pdf(_load(study_dir), out, page_size, pdfa)
+        return
+    if pdfa:
+        raise click.UsageError("--pdfa is for the printable book; a fillable PDF is for filling in, not archiving")
+    from .pdf import PdfBuildError
+    from .pdf_fillable import build_fillable
+
+    chosen = parse_subjects(subjects)
+    try:
+        written = build_fillable(_load(study_dir), out / "fillable", site=site, subjects=chosen, page_size=page_size)
+    except ValueError as exc:  # a subject of another site
+        raise click.UsageError(str(exc))
+    except PdfBuildError as exc:
+        raise click.ClickException(f"the fillable PDFs could not be built: {exc}")
+    click.echo(f"{len(written)} fillable PDF(s) in {out / 'fillable'}")
 
 
 @build.command()
@@ -400,7 +422,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
              today: Optional[object], timestamp: Optional[str], progress: Optional[bool], store: Optional[str] = None,
              received: Optional[str] = None, store_wait: float = 30.0, casebook_dir: Optional[Path] = None,
              page_size: str = "A4") -> None:
-    """Check returned CRFs (workbooks .xlsx/.xlsm, JSON subject documents; folders are searched) and report.
+    """Check returned CRFs (workbooks .xlsx/.xlsm, filled-in fillable PDFs, JSON subject documents; folders are searched) and report.
 
     Exit status: 0 nothing needs action, 1 errors, open queries or major deviations, 2 usage error.
 
@@ -425,7 +447,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         raise click.UsageError(f"--study {study_dir} is not a usable study definition ({len(exc.problems)} problem(s) above)")
     count = sum(1 for _ in discover(paths))
     if count == 0:
-        raise click.UsageError("no returned CRFs (.xlsx, .xlsm, .json) found in " + ", ".join(str(p) for p in paths))
+        raise click.UsageError("no returned CRFs (.xlsx, .xlsm, .pdf, .json) found in " + ", ".join(str(p) for p in paths))
     show = progress if progress is not None else (count >= 10 and sys.stderr.isatty())
     bar = click.progressbar(length=count, label="Checking", file=sys.stderr) if show else None
     done = [0]

@@ -46,10 +46,15 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
+def sheet_words(sheet: str) -> str:
+    """"sheet 'V1 Day 0'"; a fillable PDF's place ("page 12, field F_V1__VS_PRE__WEIGHT", crf/readers/pdf.py) as it is."""
+    return sheet if sheet.startswith(("page ", "field ")) else f"sheet '{sheet}'"
+
+
 def file_place(file: str, sheet: str = "", cell: str = "") -> str:
     where = f"File {file}"
     if sheet:
-        where += f", sheet '{sheet}'"
+        where += f", {sheet_words(sheet)}"
     if cell:
         where += f", cell {cell}"
     return where
@@ -88,7 +93,7 @@ class Locator:
         elif file:
             parts.append(f"File {file}")
         if sheet:
-            parts.append(f"sheet '{sheet}'")
+            parts.append(sheet_words(sheet))
         if cell:
             parts.append(f"from cell {cell}" if form_level and not field else f"cell {cell}")
         text = ", ".join(parts)

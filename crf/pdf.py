@@ -26,6 +26,7 @@ from weasyprint.document import Document
 from weasyprint.text.fonts import FontConfiguration
 
 from . import __version__
+from .fieldmap import defined_name
 from .model import Study, Visit
 from .pdf_layout import (
     LOG_BAND_MM, LOG_HEADER_BAND_MM, LOG_ROW_NUMBER_MM, MARGIN_BOTTOM, MARGIN_SIDE, MARGIN_TOP, PAGE_SIZES,
@@ -149,6 +150,7 @@ class PdfBuilder:
             loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True,
         )
+        self.env.globals["defined_name"] = defined_name  # fillable PDFs name their fields as the workbook names its cells
         self.font_config = FontConfiguration()
         css_text = self.env.get_template("crf.css.j2").render(
             fonts=font_faces(), page=self.page, margin_top=MARGIN_TOP, margin_bottom=MARGIN_BOTTOM,

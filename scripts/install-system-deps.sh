@@ -2,11 +2,12 @@
 # Installs the Debian packages the toolkit needs, only when missing:
 #   Pango/HarfBuzz for WeasyPrint, DejaVu fonts embedded in the PDFs, and with --test
 #   poppler-utils (pdftoppm/pdftotext), LibreOffice Calc with python3-uno for the round-trip tests, and the
-#   PostgreSQL server binaries the study-store tests start a throwaway server from (tests/store_support.py).
+#   PostgreSQL server binaries the study-store tests start a throwaway server from (tests/store_support.py), and
+#   qpdf, whose --check the fillable PDFs must pass (tests/test_fillable.py).
 set -euo pipefail
 want=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fonts-dejavu-extra)
 if [ "${1:-}" = "--test" ]; then
-  want+=(poppler-utils libreoffice-calc-nogui python3-uno postgresql)
+  want+=(poppler-utils libreoffice-calc-nogui python3-uno postgresql qpdf)
 fi
 missing=()
 for pkg in "${want[@]}"; do

@@ -149,10 +149,12 @@ class FieldChecks(CheckStage):
                             Location(record.source or "?"))
             if location.cell:
                 location = Location(location.file, location.sheet, f"row {location.cell.lstrip('ABCDEFGHIJKLMNOPQRSTUVWXYZ')}")
+            elif location.sheet:  # a fillable PDF's "page 12, field L_AE__R001__AETERM": the row is on that page, not that field
+                location = Location(location.file, location.sheet.split(", field ")[0])
         else:
             location = next((loc for key, loc in sorted(record.locations.items()) if key.startswith(f"/logs/{log.id}/")),
                             Location(record.source or "?"))
-            location = Location(location.file, location.sheet)
+            location = Location(location.file, location.sheet.split(", field ")[0] if location.sheet else location.sheet)
         label = f"{log.label} log" + (f", row {row}" if row is not None else "")
         return _Where("", log.id, item, row, location, label, log.form.title)
 

@@ -15,7 +15,8 @@ from .base import FileResult, ReadSubject, Unusable, file_finding, finding_from
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 JSON_SUFFIXES = (".json",)
-INPUT_SUFFIXES = WORKBOOK_SUFFIXES + JSON_SUFFIXES
+PDF_SUFFIXES = (".pdf",)  # a fillable PDF CRF (crf.pdf_fillable), filled in and saved by a PDF reader
+INPUT_SUFFIXES = WORKBOOK_SUFFIXES + JSON_SUFFIXES + PDF_SUFFIXES
 
 __all__ = ["FileResult", "ReadSubject", "read_file", "discover", "INPUT_SUFFIXES"]
 
@@ -53,7 +54,8 @@ def read_file(path: Path, display: str, study: Study, limits: safety.Limits = sa
             display, "FILE-UNREADABLE", f"the file cannot be opened ({exc.strerror or exc})", "Check that it exists and is readable")])
     digest = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
-    kind = "xlsx" if suffix in WORKBOOK_SUFFIXES else "json" if suffix in JSON_SUFFIXES else safety.sniff(data[:16])
+    kind = ("xlsx" if suffix in WORKBOOK_SUFFIXES else "json" if suffix in JSON_SUFFIXES else "pdf" if suffix in PDF_SUFFIXES
+            else safety.sniff(data[:16]))
     if kind == "zip":
         kind = "xlsx"
     result = FileResult(display, digest, kind, len(data))
@@ -64,9 +66,12 @@ def read_file(path: Path, display: str, study: Study, limits: safety.Limits = sa
         elif kind == "json":
             from .json_doc import read_json
             subject, findings = read_json(data, display, study)
+        elif kind == "pdf":
+            from .pdf import read_pdf
+            subject, findings = read_pdf(data, display, study)
         else:
             raise Unusable("FILE-TYPE", f"files of type '{suffix or '(none)'}' are not returned CRFs",
-                           "Send the subject's .xlsx workbook or a .json subject document")
+                           "Send the subject's .xlsx workbook, its filled-in fillable PDF, or a .json subject document")
     except Unusable as exc:
         if exc.rule == "NOT-A-CRF-WORKBOOK":  # perhaps the site's answered query listing, which the study store records
             from .listing import read_listing

@@ -40,7 +40,7 @@ class UnsafeFile(Exception):
 
 
 def sniff(head: bytes) -> str:
-    """'zip', 'ole2' (encrypted OOXML or legacy .xls), 'json' or 'unknown' from the first bytes."""
+    """'zip', 'ole2' (encrypted OOXML or legacy .xls), 'json', 'pdf' or 'unknown' from the first bytes."""
     if head.startswith(ZIP_MAGIC):
         return "zip"
     if head.startswith(OLE2_MAGIC):
@@ -48,6 +48,8 @@ def sniff(head: bytes) -> str:
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if stripped[:1] in (b"{", b"["):
         return "json"
+    if head.startswith(b"%PDF-"):
+        return "pdf"
     return "unknown"
 
 
