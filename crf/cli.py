@@ -385,13 +385,12 @@ class StoreUsageError(click.ClickException):
 
 
 def _store_checks(paths: tuple[Path, ...], store: Optional[str], received: Optional[str]) -> str:
-    from .readers import discover
-    from .store import parse_received
-
     if store is None:
         if received is not None:
             raise click.UsageError("--received is when files reached the study store: give --store too")
         return ""
+    from .readers import discover
+    from .store import parse_received  # here: SQLAlchemy costs a third of a second to import, a run without a store needs none
     if "://" not in store and any(Path(store).resolve() == p.resolve() for p in discover(paths)):
         raise click.UsageError(f"--store {store} is one of the input files; input files are never overwritten")
     try:

@@ -8,6 +8,10 @@ meta-schemas' bytes, the checking code's bytes and the Python version: change an
 check runs again. Only success is remembered; a definition with problems is checked, and its
 problems listed, every time.
 
+Things computed from a definition alone (the texts the workbook writer puts on each sheet, which the reader
+must recognise) are kept the same way (`computed` / `remember_computed`), under a key that also holds the
+bytes of the code that computes them.
+
 The record lives in $OPEN_ECRF_CACHE_DIR, else $XDG_CACHE_HOME/open-ecrf, else ~/.cache/open-ecrf.
 OPEN_ECRF_CACHE=off disables it. An entry holds its own key; anything else there (a truncated or
 foreign file, an unwritable folder) counts as "not checked", never as an error.
@@ -20,7 +24,7 @@ import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import __version__
 
@@ -85,6 +89,56 @@ def remember_checked(kind: str, definition_hash: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w", encoding="ascii") as out:
             out.write(k)
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole entry or none
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _computed_entry(kind: str, definition_hash: str, code: Sequence[Path]) -> tuple[Path, str]:
+    digest = hashlib.sha256(key(kind, definition_hash).encode())
+    for path in code:
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            digest.update(path.name.encode() + b"\0missing\0")
+    k = digest.hexdigest()
+    return cache_dir() / "computed" / k[:2] / k, k
+
+
+def computed(kind: str, definition_hash: str, code: Sequence[Path]) -> Optional[bytes]:
+    """What `code` computed from this exact definition with this exact tool before, or None."""
+    if not enabled():
+        return None
+    path, k = _computed_entry(kind, definition_hash, code)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    head, _, body = data.partition(b"\n")
+    return body if head == k.encode("ascii") else None
+
+
+def remember_computed(kind: str, definition_hash: str, code: Sequence[Path], data: bytes) -> None:
+    if not enabled():
+        return
+    path, k = _computed_entry(kind, definition_hash, code)
+    _write_atomic(path, k.encode("ascii") + b"\n" + data)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp: Optional[str] = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(tmp, path)  # atomic: a concurrent reader sees the whole entry or none
         tmp = None
     except OSError:

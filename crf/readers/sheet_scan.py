@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from ..findings import Severity
@@ -90,7 +91,34 @@ def inserted_log_rows(study: Study, by_sheet: dict[str, list[tuple[Any, Any]]], 
 
 @functools.lru_cache(maxsize=4)
 def _written_texts(study: Study) -> dict[str, frozenset[str]]:
-    """Every text the workbook writer puts on each visit and log sheet (labels, questions, help, row numbers)."""
+    """Every text the workbook writer puts on each visit and log sheet (labels, questions, help, row numbers).
+
+    Laying the sheets out costs about a second (most of a one-file run), so the texts are kept in the
+    definition cache (crf.defcache), keyed by the definition and the bytes of the code that makes them."""
+    import json
+
+    from .. import defcache
+
+    code = _WRITER_CODE
+    cached = defcache.computed("written-texts", study.definition_hash, code)
+    if cached is not None:
+        try:
+            return {sheet: frozenset(texts) for sheet, texts in json.loads(cached).items()}
+        except ValueError:
+            pass  # not ours: computed again below
+    texts = _layout_texts(study)
+    defcache.remember_computed("written-texts", study.definition_hash, code,
+                               json.dumps({sheet: sorted(values) for sheet, values in texts.items()}, ensure_ascii=False).encode("utf-8"))
+    return texts
+
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+# the code the texts depend on: the writer's layout, the model it lays out, the text cleaning here
+_WRITER_CODE = tuple(_PACKAGE / name for name in ("xlsx.py", "xlsx_formula.py", "expressions.py", "fieldmap.py", "model.py", "subject.py",
+                                                   "readers/sheet_scan.py", "readers/convert.py"))
+
+
+def _layout_texts(study: Study) -> dict[str, frozenset[str]]:
     from ..xlsx import _Builder  # the writer's own layout, without saving a workbook
 
     builder = _Builder(study, None, None, None)
