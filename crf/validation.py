@@ -33,6 +33,7 @@ from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
 from .rules.supersede import supersede
+from .spill import Collector, SpilledFindings, VisitSeverity
 
 
 def _fields_stage(study: Study, today: Optional[dt.date]) -> CheckStage:
@@ -93,6 +94,11 @@ class FileOutcome:
     subject: Optional[SubjectSummary] = None
     values: Optional["ReturnedValues"] = None  # only with keep_values (the study store records them)
     listing: Optional[Any] = None  # an answered query listing (crf.readers.listing.QueryListing), not a subject
+    spilled: int = 0  # findings moved to the run's spill file (crf.spill); `findings` holds the others
+
+    @property
+    def finding_count(self) -> int:
+        return len(self.findings) + self.spilled
 
     @property
     def usable(self) -> bool:
@@ -139,7 +145,7 @@ class ReturnedValues:
 class ValidationResult:
     study: Study
     files: list[FileOutcome]
-    findings: list[Finding]
+    findings: Sequence[Finding]  # a list, or past crf.spill.SPILL_AFTER a SpilledFindings read from its file in order
     subjects: list[SubjectSummary]
     stages: list[str]
     generated: Optional[str] = None  # a timestamp only when the caller asks for one
@@ -148,9 +154,13 @@ class ValidationResult:
 
     @property
     def needs_action(self) -> bool:
+        if isinstance(self.findings, SpilledFindings):
+            return self.findings.needs_action()
         return any(f.severity.needs_action for f in self.findings)
 
     def counts(self) -> dict[str, int]:
+        if isinstance(self.findings, SpilledFindings):
+            return self.findings.counts()
         out = {s.value: 0 for s in Severity}
         for f in self.findings:
             out[f.severity.value] += 1
@@ -160,6 +170,10 @@ class ValidationResult:
         out: dict[tuple[str, str], dict[str, int]] = {}
         for s in self.subjects:
             out.setdefault((s.site, s.subject), {sev.value: 0 for sev in Severity})
+        if isinstance(self.findings, SpilledFindings):
+            for key, counts in self.findings.counts_by_subject().items():
+                out.setdefault(key, {sev.value: 0 for sev in Severity}).update(counts)
+            return dict(sorted(out.items()))
         for f in self.findings:
             key = (f.site, f.subject)
             out.setdefault(key, {sev.value: 0 for sev in Severity})[f.severity.value] += 1
@@ -168,24 +182,29 @@ class ValidationResult:
     def status_grid(self) -> list[tuple[SubjectSummary, dict[str, str]]]:
         return [(s, visit_statuses(self.study, s, self.findings_of(s))) for s in self.subjects]
 
-    def findings_of(self, subject: SubjectSummary) -> list[Finding]:
+    def findings_of(self, subject: SubjectSummary) -> Sequence[VisitSeverity]:
+        """The subject's findings (their visit and severity only, when the findings were spilled to disk)."""
         index = self.__dict__.get("_by_subject")
         if index is None:  # built once (setdefault would build it again on every call: quadratic in findings)
-            index = self.__dict__["_by_subject"] = _index(self.findings)
+            if isinstance(self.findings, SpilledFindings):
+                index = self.findings.visits_by_subject()
+            else:
+                index = _index(self.findings)
+            self.__dict__["_by_subject"] = index
         return index.get((subject.site, subject.subject), [])
 
 
-def _index(findings: list[Finding]) -> dict[tuple[str, str], list[Finding]]:
+def _index(findings: Iterable[Finding]) -> dict[tuple[str, str], Sequence[VisitSeverity]]:
     out: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for f in findings:
         out[(f.site, f.subject)].append(f)
-    return out
+    return dict(out)
 
 
 STATUSES = ("complete", "queries", "deviations", "out of window", "missing", "not due", "")
 
 
-def visit_statuses(study: Study, subject: SubjectSummary, findings: list[Finding]) -> dict[str, str]:
+def visit_statuses(study: Study, subject: SubjectSummary, findings: Iterable[VisitSeverity]) -> dict[str, str]:
     """Status of each visit: queries > deviations > out of window > complete; missing when a later visit exists."""
     by_visit: dict[str, set[Severity]] = defaultdict(set)
     for f in findings:
@@ -364,10 +383,11 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
     tasks = [(str(p), display_name(p, base)) for p in files]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
     outcomes: list[FileOutcome] = []
+    collector = Collector(reading_order(study))  # past SPILL_AFTER findings they wait on disk, not in memory
     stages = build_stages(study, stage_names, today)  # compiled once here; forked workers inherit them
     if jobs == 1 or len(tasks) < 4:
         for i, (path, display) in enumerate(tasks):
-            outcomes.append(check_file(study, stages, Path(path), display, limits, keep_values))
+            outcomes.append(collector.take(check_file(study, stages, Path(path), display, limits, keep_values)))
             if progress:
                 progress(i + 1, len(tasks))
     else:
@@ -378,15 +398,21 @@ def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, st
         ctx = mp.get_context(method)
         with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today, keep_values), maxtasksperchild=200) as pool:
             for i, outcome in enumerate(pool.imap(_work, tasks, chunksize=2)):
-                outcomes.append(outcome)
+                outcomes.append(collector.take(outcome))
                 if progress:
                     progress(i + 1, len(tasks))
     outcomes.sort(key=lambda o: o.file)
-    findings = [f for o in outcomes for f in o.findings]
     subjects = [o.subject for o in outcomes if o.subject is not None]
-    findings.extend(_duplicates(outcomes))
-    findings = _dedupe(findings)
-    findings.sort(key=reading_order(study))
+    findings: Sequence[Finding]
+    if collector.spill is None:
+        held = [f for o in outcomes for f in o.findings]
+        held.extend(_duplicates(outcomes))
+        held = _dedupe(held)
+        held.sort(key=reading_order(study))
+        findings = held
+    else:  # the same order and dedupe, in the spill file (crf.spill)
+        collector.spill.add(_duplicates(outcomes))
+        findings = collector.spill.finish()
     subjects.sort(key=lambda s: (s.site, s.subject, s.file))
     return ValidationResult(study, outcomes, findings, subjects, [n for n, _ in CHECK_STAGES if stage_names is None or n in stage_names],
                             generated=generated)

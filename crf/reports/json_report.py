@@ -37,7 +37,7 @@ def report_head(result: Any) -> dict[str, Any]:
         },
         "inputs": [{"file": f.file, "sha256": f.sha256, "kind": f.kind, "size": f.size, "usable": f.usable,
                     "site": f.subject.site if f.subject else None, "subject": f.subject.subject if f.subject else None,
-                    "findings": len(f.findings)} for f in result.files],
+                    "findings": f.finding_count} for f in result.files],
         "subjects": [{"site": s.site, "subject": s.subject, "file": s.file,
                       "visits": {vid: {"status": statuses[vid], "date": s.visits[vid].date, "study_day": s.visits[vid].study_day,
                                        "window": s.visits[vid].window} for vid in statuses}}

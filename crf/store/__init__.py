@@ -44,7 +44,13 @@ def with_store(result: Any, summary: RunSummary) -> Any:
     """The result with what the store added: its findings (answers that could not be matched) and its summary."""
     from ..validation import reading_order
 
-    findings = sorted(result.findings + summary.findings, key=reading_order(result.study))
+    from ..spill import SpilledFindings
+
+    findings: Any
+    if isinstance(result.findings, SpilledFindings):  # many: sorted again in their file
+        findings = result.findings.extended(summary.findings)
+    else:
+        findings = sorted(list(result.findings) + summary.findings, key=reading_order(result.study))
     return dataclasses.replace(result, findings=findings, store=summary.as_dict())
 
 
