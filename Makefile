@@ -25,7 +25,7 @@ demo: install
 	$(PY) build_crf.py check
 	$(PY) build_crf.py --out $(OUT) xlsx --site 01 --subjects 01-001..01-014
 	$(PY) build_crf.py pdf --out $(OUT)
-	$(PY) build_crf.py synth --out $(OUT)/demo --subjects 7 --seed 7 \
+	$(PY) build_crf.py synth --out $(OUT)/demo --subjects 7 --seed 5 \
 		--plant missing-required,dose-deviation,sbp-below-dbp,visit-out-of-window,prohibited-med,attack-count-mismatch --format xlsx
 	$(PY) validate.py $(OUT)/demo/returned --today 2026-11-25 --format html --output $(OUT)/demo/report.html; \
 		status=$$?; [ $$status -le 1 ] || exit $$status
@@ -37,6 +37,7 @@ demo: install
 	@echo
 	@echo "Forms:            $(OUT)/pdf (PDF) and $(OUT)/xlsx (one workbook per subject)"
 	@echo "Returned CRFs:    $(OUT)/demo/returned (planted problems: $(OUT)/demo/planted.json)"
+	@echo "                  subject 01-005 had two attacks (visits ATT#1, ATT#2) and an unscheduled visit (UNS#1)"
 	@echo "Validation report: $(OUT)/demo/report.html ; site query listing: $(OUT)/demo/queries.xlsx"
 	@echo "Study store:      $(OUT)/demo/study.db (docs/store.md); dashboard: $(OUT)/demo/dashboard-site-01.html"
 

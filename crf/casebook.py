@@ -19,12 +19,12 @@ from typing import Any, Optional
 
 from . import __version__
 from .findings import Finding, Severity
-from .model import Item, ItemKind, Study
+from .model import Item, ItemKind, Study, split_visit_key
 from .pdf import PdfBuilder
 from .pdf_layout import FormView, LogPage, LogView
 from .readers import read_file
 from .readers.base import ReadSubject
-from .validation import FileOutcome, ValidationResult, visit_statuses
+from .validation import FileOutcome, ValidationResult, visit_columns, visit_statuses
 
 __all__ = ["write_casebooks", "casebook_name"]
 
@@ -150,23 +150,27 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
 
     statuses = visit_statuses(study, outcome.subject, findings)
     visits: list[CaseVisit] = []
-    for visit in study.visits:
-        state = outcome.subject.visits.get(visit.id)
+    for column in visit_columns(study, [*outcome.subject.visits, *(f.visit for f in findings if f.visit)]):
+        key = column.id
+        visit = study.visit_of(key)
+        assert visit is not None
+        state = outcome.subject.visits.get(key)
         present = bool(state and state.present)
-        case = CaseVisit(visit.id, visit.label, statuses.get(visit.id, ""), _date_text(state.date) if state and state.date else "",
+        case = CaseVisit(key, column.label, statuses.get(key, ""), _date_text(state.date) if state and state.date else "",
                          "" if not state or state.study_day is None else str(state.study_day),
                          {"in": "in window", "out": "out of window"}.get(state.window or "", "") if state else "", present)
         if present:
             for view in builder.visit_views[visit.id]:
                 inst = visit.form(view.name)
-                values = record.visits.get(visit.id, {}).get(inst.name, {})
+                values = record.visits.get(key, {}).get(inst.name, {})
                 shown = {}
                 for item in inst.items:
-                    path = f"/visits/{visit.id}/{inst.name}/{item.id}"
+                    path = f"/visits/{key}/{inst.name}/{item.id}"
                     shown[item.id] = _shown(item, values.get(item.id), read, path, derived.get(path),
-                                            about(visit=visit.id, form=inst.name, field=item.id))
-                case.forms.append(CaseForm(replace(view, anchor=f"cb-{view.anchor}"), shown, about(visit=visit.id, form=inst.name)))
-            case.findings = about(visit=visit.id)  # a visit not returned has no page: its findings go on the cover
+                                            about(visit=key, form=inst.name, field=item.id))
+                anchor = f"cb-{view.anchor}" + (f"-{split_visit_key(key)[1]}" if visit.repeating else "")
+                case.forms.append(CaseForm(replace(view, anchor=anchor), shown, about(visit=key, form=inst.name)))
+            case.findings = about(visit=key)  # a visit not returned has no page: its findings go on the cover
         visits.append(case)
     logs: list[CaseLog] = []
     for log in study.logs:

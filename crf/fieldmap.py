@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from .model import Item, Study
+from .model import REPEAT_MARK, Item, Study, visit_key
 
-_NAME = re.compile(r"^(?:F_(?P<visit>[A-Z0-9]+)__(?P<form>[A-Z0-9_]+?)__(?P<item>[A-Z0-9_]+)"
+_NAME = re.compile(r"^(?:F_(?P<visit>[A-Z0-9]+)(?:_(?P<repeat>[1-9][0-9]*))?__(?P<form>[A-Z0-9_]+?)__(?P<item>[A-Z0-9_]+)"
                    r"|L_(?P<log>[A-Z0-9]+)__R(?P<row>\d{3})__(?P<litem>[A-Z0-9_]+))$")
 
 
@@ -20,7 +20,7 @@ _NAME = re.compile(r"^(?:F_(?P<visit>[A-Z0-9]+)__(?P<form>[A-Z0-9_]+?)__(?P<item
 class Field:
     """One input of a subject: a visit item, or one cell of a log row (row counts from 0)."""
 
-    container: str  # visit id or log id
+    container: str  # visit key (V1, ATT#2: crf.model.visit_key) or log id
     form: str  # form instance name (visits) or log form id (logs)
     item: Item
     row: Optional[int] = None
@@ -41,9 +41,12 @@ class Field:
 
 
 def defined_name(container: str, form: str, item_id: str, row: Optional[int] = None) -> str:
-    """Excel-safe name: letters, digits and underscores, never mistakable for a cell reference."""
+    """Excel-safe name: letters, digits and underscores, never mistakable for a cell reference.
+
+    A repeating visit's instance ATT#2 becomes F_ATT_2__... (visit ids have no underscore).
+    """
     if row is None:
-        return f"F_{container}__{form}__{item_id}"
+        return f"F_{container.replace(REPEAT_MARK, '_')}__{form}__{item_id}"
     return f"L_{container}__R{row + 1:03d}__{item_id}"
 
 
@@ -53,17 +56,19 @@ def parse_defined_name(name: str) -> Optional[tuple[str, str, str, Optional[int]
     if not m:
         return None
     if m["visit"]:
-        return m["visit"], m["form"], m["item"], None
+        return visit_key(m["visit"], int(m["repeat"]) if m["repeat"] else None), m["form"], m["item"], None
     return m["log"], "", m["litem"], int(m["row"]) - 1
 
 
 def iter_fields(study: Study, inputs_only: bool = True) -> Iterator[Field]:
-    """Every field of one subject in schedule order: visits, then log rows."""
+    """Every field of one subject workbook in schedule order: visits (each blank instance a new workbook
+    offers of a repeating one), then log rows."""
     for visit in study.visits:
-        for inst in visit.forms:
-            for item in inst.items:
-                if item.is_input or not inputs_only:
-                    yield Field(visit.id, inst.name, item)
+        for key in visit.workbook_keys:
+            for inst in visit.forms:
+                for item in inst.items:
+                    if item.is_input or not inputs_only:
+                        yield Field(key, inst.name, item)
     for log in study.logs:
         for row in range(log.rows):
             for item in log.form.items:

@@ -27,7 +27,7 @@ from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 from . import defcache, expressions
 from .model import (
     Assumption, Code, CodeList, Condition, Dosing, FieldRef, Form, FormInstance, Item, ItemKind, Limits, Log,
-    ScheduleConfig, SchemaSet, SdtmTarget, Study, Visit, Window,
+    RepeatLink, ScheduleConfig, SchemaSet, SdtmTarget, Study, Visit, Window,
 )
 
 META_DIR = Path(__file__).resolve().parent.parent / "schemas" / "meta"
@@ -139,6 +139,7 @@ class _Loader:
         self.registry: referencing.Registry = _build_meta_registry()
         self.forms: dict[str, Optional[Form]] = {}
         self.assumptions: list[Assumption] = []
+        self.doc_logs: list[dict[str, Any]] = []
 
     # -- helpers -------------------------------------------------------------------------
     def problem(self, file: str, pointer: str, message: str) -> None:
@@ -244,6 +245,7 @@ class _Loader:
         for a in doc.get("assumptions", []):
             self.assumptions.append(Assumption(a["id"], a["text"]))
         visits = []
+        self.doc_logs = doc["logs"]
         seen_ids: set[str] = set()
         for i, v in enumerate(doc["visits"]):
             ptr = f"/visits/{i}"
@@ -350,7 +352,22 @@ class _Loader:
         window = Window(w["before"], w["after"], w.get("anchor", "day0"), w.get("assumption"))
         if window.assumption:
             self.assumptions.append(Assumption(f"study.json#{ptr}/window", window.assumption))
-        return Visit(v["id"], v["label"], v["kind"], v["day"], v.get("week"), window, v.get("infusion"), crf_file, tuple(instances))
+        repeating = v.get("repeating")
+        link = None
+        if repeating and repeating.get("link"):
+            lk = repeating["link"]
+            form, _, item = lk["item"].partition(".")
+            link = RepeatLink(form, item, lk["log"], lk["log_item"])
+            inst_found = next((i for i in instances if i.name == form), None)
+            if inst_found is None or not inst_found.form.has(item):
+                self.problem("study.json", ptr + "/repeating/link/item", f"visit {v['id']} links its instances through {lk['item']}, "
+                             f"but it has no form instance {form} with item {item}")
+            if lk["log"] not in {lg["id"] for lg in self.doc_logs}:
+                self.problem("study.json", ptr + "/repeating/link/log", f"visit {v['id']} links its instances to log {lk['log']}, which the study has not")
+        if repeating and v["day"] is not None:
+            self.problem("study.json", ptr + "/repeating", f"visit {v['id']} has a protocol day; only a visit off the schedule (day null) can repeat")
+        return Visit(v["id"], v["label"], v["kind"], v["day"], v.get("week"), window, v.get("infusion"), crf_file, tuple(instances),
+                     repeating=bool(repeating), repeat_sheets=int(repeating["sheets"]) if repeating else 0, link=link)
 
     def build_instance(self, file: str, ptr: str, name: str, node: Any, visit_required: list[str]) -> Optional[FormInstance]:
         if not isinstance(node, dict) or "$ref" not in node:

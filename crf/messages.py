@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .model import Study
+from .model import Study, split_visit_key
 
 
 def _sentence(text: str) -> str:
@@ -64,7 +64,7 @@ class Locator:
     """Names a place in a subject's data as a site coordinator finds it on the forms; built once per study."""
 
     def __init__(self, study: Study):
-        self.visits = {v.id: v for v in study.visits}
+        self.study = study
         self.logs = {lg.id: lg for lg in study.logs}
 
     def place(self, visit: str = "", form: str = "", field: str = "", row: Optional[int] = None,
@@ -80,9 +80,11 @@ class Locator:
             parts.append(f"{log.label} log" + (f", row {row}" if row is not None else ""))
             if field and log.form.has(field):
                 question = log.form.item(field).question
-        elif visit in self.visits:
-            v = self.visits[visit]
-            parts.append(f"Visit {v.id} '{v.label}'")
+        elif visit and self.study.visit_of(visit) is not None:
+            v = self.study.visit_of(visit)
+            assert v is not None
+            repeat = split_visit_key(visit)[1]
+            parts.append(f"Visit {visit} '{v.label}" + (f" {repeat}'" if repeat is not None else "'"))
             if form and v.has(form):
                 inst = v.form(form)
                 parts.append(f"form '{inst.title}'")

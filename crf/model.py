@@ -10,7 +10,7 @@ import enum
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 Scalar = Union[str, int, float]
 
@@ -210,6 +210,34 @@ class Window:
     assumption: Optional[str] = None
 
 
+REPEAT_MARK = "#"  # a repeating visit's instances are keyed ATT#1, ATT#2 ... in a subject document
+
+
+def visit_key(visit_id: str, repeat: Optional[int] = None) -> str:
+    """The key of one visit instance in a subject document: `V1`, or `ATT#2` for a repeating visit."""
+    return visit_id if repeat is None else f"{visit_id}{REPEAT_MARK}{repeat}"
+
+
+def split_visit_key(key: str) -> tuple[str, Optional[int]]:
+    """`ATT#2` -> ("ATT", 2); `V1` -> ("V1", None); a malformed repeat number (`ATT#0`, `ATT#x`) -> (key, None)."""
+    base, mark, number = key.partition(REPEAT_MARK)
+    if not mark:
+        return key, None
+    if number.isdigit() and not number.startswith("0") and len(number) <= 4:
+        return base, int(number)
+    return key, None
+
+
+@dataclass(frozen=True)
+class RepeatLink:
+    """A repeating visit's instance belongs to one row of a log: `form.item` holds that row's `log_item`."""
+
+    form: str  # form instance of the visit (ATT)
+    item: str  # its item naming the row (CESPID)
+    log: str  # the log (CE)
+    log_item: str  # the row's identifying item (CESPID)
+
+
 @dataclass(frozen=True)
 class Visit:
     id: str
@@ -221,10 +249,23 @@ class Visit:
     infusion: Optional[int]
     crf: str  # relative path of the visit CRF schema
     forms: tuple[FormInstance, ...]
+    repeating: bool = False  # any number of instances per subject, keyed ID#1, ID#2 ...
+    repeat_sheets: int = 0  # blank instances a new subject workbook offers (a sheet each)
+    link: Optional[RepeatLink] = None  # the log row each instance belongs to
 
     @property
     def scheduled(self) -> bool:
         return self.day is not None
+
+    def key(self, repeat: Optional[int] = None) -> str:
+        return visit_key(self.id, repeat if self.repeating else None)
+
+    @property
+    def workbook_keys(self) -> tuple[str, ...]:
+        """The instances a new workbook (and the PDF) offers: the visit itself, or ID#1..ID#n."""
+        if not self.repeating:
+            return (self.id,)
+        return tuple(visit_key(self.id, n) for n in range(1, self.repeat_sheets + 1))
 
     def form(self, name: str) -> FormInstance:
         for f in self.forms:
@@ -331,6 +372,35 @@ class Study:
             if v.id == visit_id:
                 return v
         raise KeyError(visit_id)
+
+    def visit_of(self, key: str) -> Optional[Visit]:
+        """The visit of a subject document's visit key (`V1`, `ATT#2`); None for a key the study has not.
+
+        A repeating visit is only ever keyed with its number, a visit that does not repeat never is.
+        """
+        base, repeat = split_visit_key(key)
+        visit = self._visits_by_id.get(base)
+        if visit is None or visit.repeating != (repeat is not None):
+            return None
+        return visit
+
+    def visit_keys(self, keys: Iterable[str]) -> list[tuple[str, Visit]]:
+        """(key, visit) for each known key among `keys`, in schedule order, repeats by number."""
+        found = []
+        for key in keys:
+            visit = self.visit_of(key)
+            if visit is not None:
+                found.append((self._visit_order[visit.id], split_visit_key(key)[1] or 0, key, visit))
+        found.sort(key=lambda t: (t[0], t[1]))
+        return [(key, visit) for _, _, key, visit in found]
+
+    @functools.cached_property
+    def _visits_by_id(self) -> dict[str, Visit]:
+        return {v.id: v for v in self.visits}
+
+    @functools.cached_property
+    def _visit_order(self) -> dict[str, int]:
+        return {v.id: i for i, v in enumerate(self.visits)}
 
     def log(self, log_id: str) -> Log:
         for lg in self.logs:

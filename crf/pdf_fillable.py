@@ -114,12 +114,15 @@ def render_part(builder: PdfBuilder, kind: str, key: str) -> Part:
         document = builder._render("fillable_cover.html.j2", builder._context(
             f"{study.id} fillable CRF", fill=True, site_field=SITE_FIELD, subject_field=SUBJECT_FIELD))
         anchors: dict[str, int] = {}
-    elif kind == "visit":
-        visit = study.visit(key)
+    elif kind == "visit":  # key: a visit, or one instance of a repeating visit (ATT#2), named as in the workbook
+        visit = study.visit_of(key)
+        assert visit is not None
+        caption = visit_caption(visit) if key == visit.id else f"{key}: {visit.label} {key.rpartition('#')[2]}"
         document = builder._render("visit.html.j2", builder._context(
-            f"{study.id} {visit.id} {visit.label}: fillable case report form", visit=visit, caption=visit_caption(visit), forms=builder.visit_views[key], fill=True))
+            f"{study.id} {key} {visit.label}: fillable case report form", visit=visit, caption=caption,
+            forms=builder.visit_views[visit.id], fill=True, fill_key=key))
         anchors = {}
-        for form in builder.visit_views[key]:
+        for form in builder.visit_views[visit.id]:
             anchors[form.anchor] = next(i for i, p in enumerate(document.pages) if form.anchor in p.anchors)
     else:
         log = builder.log_views[key]
@@ -162,7 +165,8 @@ class FillableBook:
         self.builder = PdfBuilder(study, page_size=page_size)
 
     def build(self, jobs: Optional[int] = None) -> "FilledTemplate":
-        tasks = [("cover", "")] + [("visit", v.id) for v in self.study.visits] + [("log", lg.id) for lg in self.study.logs]
+        tasks = ([("cover", "")] + [("visit", key) for v in self.study.visits for key in v.workbook_keys]
+                 + [("log", lg.id) for lg in self.study.logs])
         jobs = max(1, min(jobs or len(os.sched_getaffinity(0)), len(tasks)))
         if jobs == 1:
             parts = [render_part(self.builder, *t) for t in tasks]
@@ -192,8 +196,9 @@ class FillableBook:
             outline.root.append(pikepdf.OutlineItem("Cover and instructions", 0))
             for part, start in zip(parts, starts):
                 if part.kind == "visit":
-                    visit = study.visit(part.key)
-                    item = pikepdf.OutlineItem(f"{visit.id} {visit.label}", start)
+                    visit = study.visit_of(part.key)
+                    assert visit is not None
+                    item = pikepdf.OutlineItem(f"{part.key} {visit.label}", start)
                     for view in self.builder.visit_views[visit.id]:
                         item.children.append(pikepdf.OutlineItem(f"{view.name}: {view.title}", start + part.anchor_pages[view.anchor]))
                     outline.root.append(item)

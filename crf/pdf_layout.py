@@ -329,6 +329,8 @@ def visit_caption(visit: Visit) -> str:
         parts.append(f"window -{w.before}/+{w.after} d")
     if visit.infusion:
         parts.append(f"infusion {visit.infusion}")
+    if visit.repeating:  # one printed copy of these pages per attack / unscheduled visit, numbered 1, 2 ...
+        parts.append(f"a copy each time ({visit.id}#1, #2 ...)")
     label = visit.label.lower()
     return ", ".join(p for p in parts if p.lower() not in label)
 

@@ -6,8 +6,11 @@ from .model import Study, Visit
 
 def _window(visit: Visit) -> str:
     w = visit.window
+    repeats = f", repeats ({visit.repeat_sheets} sheets)" if visit.repeating else ""
+    if visit.day is None and w.anchor == "day0":
+        return "any day" + repeats  # off the schedule, nothing to count from
     if visit.day is None:
-        return f"<= {w.after} d after {w.anchor}"
+        return f"<= {w.after} d after {w.anchor}" + repeats
     if w.before == 0 and w.after == 0:
         return "anchor" if visit.day == 0 else "exact"
     if visit.kind == "screening":
@@ -30,12 +33,12 @@ def study_summary(study: Study) -> str:
         _dosing(study),
         "",
         f"Visits ({len(study.visits)}):",
-        f"  {'visit':<5} {'day':>4}  {'window':<34} {'inf':>3} {'items':>5}  forms",
+        f"  {'visit':<5} {'day':>4}  {'window':<44} {'inf':>3} {'items':>5}  forms",
     ]
     for v in study.visits:
         day = "-" if v.day is None else str(v.day)
         items = sum(len(f.items) for f in v.forms)
-        lines.append(f"  {v.id:<5} {day:>4}  {_window(v):<34} {v.infusion or '-':>3} {items:>5}  {' '.join(f.name for f in v.forms)}")
+        lines.append(f"  {v.id:<5} {day:>4}  {_window(v):<44} {v.infusion or '-':>3} {items:>5}  {' '.join(f.name for f in v.forms)}")
     lines += ["", f"Logs ({len(study.logs)}):"]
     for lg in study.logs:
         lines.append(f"  {lg.id:<5} {lg.label:<50} {lg.rows:>3} rows {len(lg.form.items):>3} items per row")

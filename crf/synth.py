@@ -29,6 +29,8 @@ from .subject import SubjectRecord
 
 FIRST_DAY0 = dt.date(2023, 1, 9)  # Day 0 of generated subjects falls in the 18 months after this date
 ATTACK_PROBABILITY = 0.3
+SECOND_ATTACK_PROBABILITY = 0.4  # of a subject with an attack
+UNSCHEDULED_PROBABILITY = 0.25
 WEIGHT_JITTER = 0.01  # the dosing weight varies by at most +/-1% around the subject's weight (< 3% drift)
 VALUE_JITTER = 0.04  # other repeated measurements vary by +/-4% of their typical range around the subject's own value
 FALLBACK_TEXT = "See source documents"
@@ -140,7 +142,7 @@ class _Subject:
     consent: dt.date
     typical: dict[str, Any] = field(default_factory=dict)  # the subject's own value of a repeated item
     edss: dict[str, Any] = field(default_factory=dict)
-    attack: Optional[_Attack] = None
+    attacks: list[_Attack] = field(default_factory=list)  # in onset order, numbered from 1
 
     @property
     def wocbp(self) -> bool:
@@ -161,13 +163,17 @@ def clean_subject(study: Study, site: str, subject: str, seed: int, day0: Option
     first = min(dates.values()) if dates else day0
     subj = _Subject(study, rng, record, day0, dates, consent=first - dt.timedelta(days=rng.randint(0, 3)))
     subj.edss = _edss_profile(rng, rng.choice(sorted(EDSS_GRADES)))
-    subj.attack = _plan_attack(subj)
+    subj.attacks = _plan_attacks(subj)
     for visit in study.visits:
-        day = dates.get(visit.id)
-        if day is None and subj.attack and _attack_visit(study) is visit:
-            day = subj.attack.visit_date
-        if day is not None:
-            _fill_visit(subj, visit, day)
+        if visit.repeating:  # an attack visit per attack; now and then an unscheduled visit
+            attack_visit = visit is _attack_visit(study)
+            days = [a.visit_date for a in subj.attacks] if attack_visit else _unscheduled_days(subj, visit)
+            for n, day in enumerate(days, start=1):
+                _fill_visit(subj, visit, day, visit.key(n), subj.attacks[n - 1] if attack_visit else None)
+            continue
+        scheduled = dates.get(visit.id)
+        if scheduled is not None:
+            _fill_visit(subj, visit, scheduled, visit.id)
     _fill_logs(subj)
     derive(study, record)
     _link_totals(subj)
@@ -192,13 +198,6 @@ def _schedule(study: Study, day0: dt.date, rng: random.Random) -> dict[str, dt.d
     return dates
 
 
-def _attack_visit(study: Study) -> Optional[Visit]:
-    for visit in study.visits:
-        if not visit.scheduled and find_instance(visit, "CESPID", "CESTDAT"):
-            return visit
-    return None
-
-
 def _attack_log(study: Study) -> Optional[str]:
     for log in study.logs:
         if log.form.has("CESTDAT") and log.form.has("INVCONF"):
@@ -206,20 +205,53 @@ def _attack_log(study: Study) -> Optional[str]:
     return None
 
 
-def _plan_attack(subj: _Subject) -> Optional[_Attack]:
-    """Usually none; sometimes one attack between two dosing visits, seen at an attack visit 1-4 days later."""
-    if subj.rng.random() >= ATTACK_PROBABILITY or not _attack_visit(subj.study) or not _attack_log(subj.study):
-        return None
+def _attack_visit(study: Study) -> Optional[Visit]:
+    """The repeating visit whose instances the study links to rows of the attack log."""
+    log = _attack_log(study)
+    for visit in study.visits:
+        if visit.repeating and visit.link is not None and visit.link.log == log:
+            return visit
+    return None
+
+
+def _plan_attacks(subj: _Subject) -> list[_Attack]:
+    """Usually none; sometimes one attack between two dosing visits, now and then a second one later, each
+    seen at its own attack visit 1-4 days after onset and worse than every EDSS before it."""
+    visit = _attack_visit(subj.study)
+    if subj.rng.random() >= ATTACK_PROBABILITY or visit is None or not _attack_log(subj.study):
+        return []
     on_study = sorted(d for d in subj.dates.values() if d > subj.day0)
     gaps = [(a, b) for a, b in zip(on_study, on_study[1:]) if (b - a).days >= 20]
     if not gaps:
-        return None
+        return []
+    wanted = 2 if subj.rng.random() < SECOND_ATTACK_PROBABILITY and len(gaps) >= 2 and visit.repeat_sheets >= 2 else 1
+    chosen = sorted(subj.rng.sample(gaps, wanted))
+    top = max(EDSS_GRADES)
+    if subj.edss["EDSS"] > top - 0.5 * wanted:  # leave room for each attack to worsen the EDSS
+        subj.edss = _edss_profile(subj.rng, top - 0.5 * wanted)
+    attacks: list[_Attack] = []
+    worst = subj.edss["EDSS"]
+    for number, (a, b) in enumerate(chosen, start=1):
+        onset = a + dt.timedelta(days=subj.rng.randint(3, (b - a).days - 10))
+        room = top - worst
+        target = worst + (0.5 if room < 1.0 or number < wanted else subj.rng.choice((0.5, 1.0)))
+        worst = target
+        attacks.append(_Attack(number, onset, onset + dt.timedelta(days=subj.rng.randint(1, 4)), _edss_profile(subj.rng, target)))
+    return attacks
+
+
+def _unscheduled_days(subj: _Subject, visit: Visit) -> list[dt.date]:
+    """Now and then one visit off the schedule (a repeat laboratory test...), on a day between two scheduled visits."""
+    if visit.link is not None or visit.repeat_sheets < 1 or subj.rng.random() >= UNSCHEDULED_PROBABILITY:
+        return []
+    on_study = sorted(d for d in subj.dates.values() if d > subj.day0)
+    taken = {a.visit_date for a in subj.attacks} | {a.onset for a in subj.attacks}
+    gaps = [(a, b) for a, b in zip(on_study, on_study[1:]) if (b - a).days >= 10]
+    if not gaps:
+        return []
     a, b = subj.rng.choice(gaps)
-    onset = a + dt.timedelta(days=subj.rng.randint(3, (b - a).days - 10))
-    if subj.edss["EDSS"] >= max(EDSS_GRADES):  # leave room for the attack to worsen the EDSS
-        subj.edss = _edss_profile(subj.rng, max(EDSS_GRADES) - 0.5)
-    target = min(max(EDSS_GRADES), subj.edss["EDSS"] + subj.rng.choice((0.5, 1.0)))
-    return _Attack(1, onset, onset + dt.timedelta(days=subj.rng.randint(1, 4)), _edss_profile(subj.rng, target))
+    day = a + dt.timedelta(days=subj.rng.randint(4, (b - a).days - 4))
+    return [] if day in taken else [day]
 
 
 def _edss_profile(rng: random.Random, edss: float) -> dict[str, Any]:
@@ -235,16 +267,20 @@ def _edss_profile(rng: random.Random, edss: float) -> dict[str, Any]:
 
 
 # -- visits -------------------------------------------------------------------------------------------
-def _fill_visit(subj: _Subject, visit: Visit, day: dt.date) -> None:
+def _fill_visit(subj: _Subject, visit: Visit, day: dt.date, key: str, attack: Optional[_Attack] = None) -> None:
     clock = _Clock(subj.rng)
-    for inst in visit.forms:
-        values = _link_visit_form(subj, visit, inst, day, clock)
+    forms = list(visit.forms)
+    if visit.repeating and visit.link is None:  # an unscheduled visit: its own form and one or two assessments
+        forms = forms[:1] + sorted(subj.rng.sample(forms[1:], min(len(forms) - 1, subj.rng.randint(1, 2))), key=visit.forms.index)
+    for inst in forms:
+        values = _link_visit_form(subj, visit, inst, day, clock, attack)
         filled = fill_form(subj.study, inst.items, subj.rng, day, clock, values,
                            typical=subj.typical, typical_key=inst.form.id, source=inst.form.source)
-        subj.record.visits.setdefault(visit.id, {})[inst.name] = filled
+        subj.record.visits.setdefault(key, {})[inst.name] = filled
 
 
-def _link_visit_form(subj: _Subject, visit: Visit, inst: FormInstance, day: dt.date, clock: _Clock) -> dict[str, Any]:
+def _link_visit_form(subj: _Subject, visit: Visit, inst: FormInstance, day: dt.date, clock: _Clock,
+                     attack: Optional[_Attack] = None) -> dict[str, Any]:
     """Values that must agree with the schedule, the dosing rule or other records (skipped when absent)."""
     study, rng, form = subj.study, subj.rng, inst.form
     pre: dict[str, Any] = {}
@@ -270,14 +306,15 @@ def _link_visit_form(subj: _Subject, visit: Visit, inst: FormInstance, day: dt.d
         elif item_codes(form.item("LBPERF")) and "NA" in item_codes(form.item("LBPERF")):
             pre["LBPERF"] = "NA"
     if form.has("EDSS") and all(form.has(fs) for fs in FS_ITEMS):
-        attack = subj.attack and visit is _attack_visit(study)
-        pre.update({k: v for k, v in (subj.attack.profile if attack else subj.edss).items() if form.has(k)})  # type: ignore[union-attr]  # attack is true only when subj.attack is set
-    if subj.attack and form.has("CESPID") and form.has("CESTDAT") and not visit.scheduled:
-        pre.update(CESPID=subj.attack.number, CESTDAT=iso(subj.attack.onset))
+        pre.update({k: v for k, v in (attack.profile if attack else subj.edss).items() if form.has(k)})
+    if attack and visit.link is not None and inst.name == visit.link.form:
+        pre[visit.link.item] = attack.number
+        if form.has("CESTDAT"):
+            pre["CESTDAT"] = iso(attack.onset)
     if visit.infusion and form.domain == "EX":
         pre.update(_dosing(subj, form, day, clock, pre_weight=_same_visit_weight(subj, visit, weight_item)))
     if form.has("NATT") and form.has("FINEDSS"):  # end of study: the investigator's own attack count
-        pre["NATT"] = 1 if subj.attack else 0
+        pre["NATT"] = len(subj.attacks)
         pre["FINEDSS"] = subj.edss["EDSS"]
     return pre
 
@@ -471,8 +508,7 @@ def _fill_logs(subj: _Subject) -> None:
             for back in days[: log.rows]:
                 rows.append(fill_form(study, form.items, rng, screening - dt.timedelta(days=back), None))
         elif log.id == _attack_log(study):
-            if subj.attack:
-                rows.append(_attack_row(subj, form))
+            rows.extend(_attack_row(subj, form, attack) for attack in subj.attacks)
         elif examples:
             rows = _example_rows(subj, log.id, form, examples, screening)
         for n, row in enumerate(rows, start=1):
@@ -480,8 +516,8 @@ def _fill_logs(subj: _Subject) -> None:
                 if it.id.endswith("SPID") and it.is_input and it.value_type == "integer":
                     row[it.id] = n
         record.logs[log.id] = rows[: log.rows]
-    if subj.attack:
-        _rescue_medication(subj)
+    for attack in subj.attacks:
+        _rescue_medication(subj, attack)
 
 
 def _example_rows(subj: _Subject, log_id: str, form: Any, examples: list[dict[str, Any]], screening: dt.date) -> list[dict[str, Any]]:
@@ -513,18 +549,15 @@ def _example_rows(subj: _Subject, log_id: str, form: Any, examples: list[dict[st
     return rows
 
 
-def _attack_row(subj: _Subject, form: Any) -> dict[str, Any]:
-    attack = subj.attack
-    assert attack is not None
+def _attack_row(subj: _Subject, form: Any, attack: _Attack) -> dict[str, Any]:
     pre = {"CESPID": attack.number, "CESTDAT": iso(attack.onset),
            "CEENDAT": iso(attack.onset + dt.timedelta(days=subj.rng.randint(14, 30))), "ATTEDSS": attack.profile["EDSS"]}
     return fill_form(subj.study, form.items, subj.rng, attack.onset, None, {k: v for k, v in pre.items() if form.has(k)})
 
 
-def _rescue_medication(subj: _Subject) -> None:
+def _rescue_medication(subj: _Subject, attack: _Attack) -> None:
     """The attack's rescue therapy in the medication log, linked by attack number."""
-    study, attack = subj.study, subj.attack
-    assert attack is not None
+    study = subj.study
     for log in study.logs:
         if not (log.form.has("CMATTNO") and log.form.has("CMTRT")):
             continue
@@ -552,9 +585,9 @@ def derive(study: Study, record: SubjectRecord) -> None:
 
     ruleset = RuleSet.shared(study)
     # recomputed from scratch: a plant may have blanked an input a derived item used
-    for visit in study.visits:
+    for key, visit in study.visit_keys(record.visits):
         for inst in visit.forms:
-            values = record.visits.get(visit.id, {}).get(inst.name)
+            values = record.visits[key].get(inst.name)
             if values is None:
                 continue
             for item in inst.items:
@@ -568,7 +601,9 @@ def derive(study: Study, record: SubjectRecord) -> None:
     for path, value in ruleset.derived_values(record, today=FIRST_DAY0 + dt.timedelta(days=3650)).items():
         parts = path.strip("/").split("/")
         if parts[0] == "visits":
-            item = study.visit(parts[1]).form(parts[2]).form.item(parts[3])
+            of_key = study.visit_of(parts[1])
+            assert of_key is not None  # derived_values gives paths of the record's own visits
+            item = of_key.form(parts[2]).form.item(parts[3])
             target = record.visits[parts[1]][parts[2]]
         else:
             item = study.log(parts[1]).form.item(parts[3])
@@ -618,16 +653,16 @@ def plant(study: Study, record: SubjectRecord, kind: str, rng: random.Random) ->
     return description
 
 
-def _fields(study: Study, record: SubjectRecord, visits: Optional[Callable[[Visit], bool]] = None) -> Iterator[tuple[Visit, FormInstance, Item]]:
-    """(visit, form instance, item) of every filled input item of the record's visits, in schedule order."""
-    for visit in study.visits:
-        if visit.id not in record.visits or (visits and not visits(visit)):
+def _fields(study: Study, record: SubjectRecord, visits: Optional[Callable[[Visit], bool]] = None) -> Iterator[tuple[str, FormInstance, Item]]:
+    """(visit key, form instance, item) of every filled input item of the record's visits, in schedule order."""
+    for key, visit in study.visit_keys(record.visits):
+        if visits and not visits(visit):
             continue
         for inst in visit.forms:
-            values = record.visits[visit.id].get(inst.name, {})
+            values = record.visits[key].get(inst.name, {})
             for it in inst.items:
                 if it.is_input and it.id in values:
-                    yield visit, inst, it
+                    yield key, inst, it
 
 
 def _no_dosing(visit: Visit) -> bool:
@@ -656,16 +691,16 @@ def _path(visit: str, form: str, item: str) -> str:
 @plant_kind("missing-required", needs=lambda s, r: any(it.required for _, _, it in _fields(s, r)))
 def _missing_required(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     """Blank one always-required item."""
-    visit, inst, it = rng.choice([f for f in _fields(study, record) if f[2].required])
-    value = record.visits[visit.id][inst.name].pop(it.id)
-    return f"{_path(visit.id, inst.name, it.id)} blanked (was {value!r}); it is required"
+    key, inst, it = rng.choice([f for f in _fields(study, record) if f[2].required])
+    value = record.visits[key][inst.name].pop(it.id)
+    return f"{_path(key, inst.name, it.id)} blanked (was {value!r}); it is required"
 
 
 def _read_by_derived(inst: FormInstance) -> set[str]:
     return {ref.rpartition(".")[2] for it in inst.items if it.derived for ref in expressions.parse(it.derived).references()}
 
 
-def _numeric_fields(study: Study, record: SubjectRecord, soft: bool) -> list[tuple[Visit, FormInstance, Item]]:
+def _numeric_fields(study: Study, record: SubjectRecord, soft: bool) -> list[tuple[str, FormInstance, Item]]:
     """Numbers a plant can change without knock-on effects: no infusion at the visit, not the dosing
     weight, not read by a derived item; failing that, any number with the limit."""
     weight = _weight_item(study)
@@ -680,18 +715,18 @@ def _numeric_fields(study: Study, record: SubjectRecord, soft: bool) -> list[tup
 @plant_kind("out-of-range", needs=lambda s, r: bool(_numeric_fields(s, r, soft=False)))
 def _out_of_range(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     """A number above its hard (impossible) limit."""
-    visit, inst, it = rng.choice(_numeric_fields(study, record, soft=False))
+    key, inst, it = rng.choice(_numeric_fields(study, record, soft=False))
     high = it.hard.high
     assert high is not None
     value = as_number(it, high * 1.2 + 1)
-    record.visits[visit.id][inst.name][it.id] = value
-    return f"{_path(visit.id, inst.name, it.id)} = {value}, above the hard limit {it.hard.describe()}"
+    record.visits[key][inst.name][it.id] = value
+    return f"{_path(key, inst.name, it.id)} = {value}, above the hard limit {it.hard.describe()}"
 
 
 @plant_kind("soft-limit", needs=lambda s, r: bool(_numeric_fields(s, r, soft=True)))
 def _soft_limit(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     """A number outside its soft limits (implausible) but inside the hard ones."""
-    visit, inst, it = rng.choice(_numeric_fields(study, record, soft=True))
+    key, inst, it = rng.choice(_numeric_fields(study, record, soft=True))
     soft = it.soft
     assert soft is not None
     step = 10 ** -it.decimals if it.decimals else 1
@@ -706,8 +741,8 @@ def _soft_limit(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     if hard_lo is not None:
         value = max(value, hard_lo)
     value = as_number(it, value)
-    record.visits[visit.id][inst.name][it.id] = value
-    return f"{_path(visit.id, inst.name, it.id)} = {value}, outside the soft limits {soft.describe()}"
+    record.visits[key][inst.name][it.id] = value
+    return f"{_path(key, inst.name, it.id)} = {value}, outside the soft limits {soft.describe()}"
 
 
 def _visit_date(record: SubjectRecord, visit: Visit) -> Optional[dt.date]:
@@ -864,14 +899,14 @@ def _attack_count_mismatch(study: Study, record: SubjectRecord, rng: random.Rand
     return f"end of study: NATT = {values['NATT']}, the attack log gives {values.get('NATTD', values['NATT'] - 1)}"
 
 
-def _blood_pressures(study: Study, record: SubjectRecord) -> list[tuple[Visit, FormInstance]]:
-    return [(v, i) for v, i, it in _fields(study, record) if it.id == "SYSBP" and i.form.has("DIABP")]
+def _blood_pressures(study: Study, record: SubjectRecord) -> list[tuple[str, FormInstance]]:
+    return [(k, i) for k, i, it in _fields(study, record) if it.id == "SYSBP" and i.form.has("DIABP")]
 
 
 @plant_kind("sbp-below-dbp", needs=lambda s, r: bool(_blood_pressures(s, r)))
 def _sbp_below_dbp(study: Study, record: SubjectRecord, rng: random.Random) -> str:
     """Systolic below diastolic, both inside their soft limits."""
-    visit, inst = rng.choice(_blood_pressures(study, record))
+    key, inst = rng.choice(_blood_pressures(study, record))
     sys_item, dia_item = inst.form.item("SYSBP"), inst.form.item("DIABP")
     sys_lo = typical_range(sys_item)[0]
     dia_lo, dia_hi = typical_range(dia_item)
@@ -879,9 +914,9 @@ def _sbp_below_dbp(study: Study, record: SubjectRecord, rng: random.Random) -> s
     diastolic = int(min(dia_hi, systolic + 4))
     if diastolic <= systolic:
         systolic = diastolic - 1
-    values = record.visits[visit.id][inst.name]
+    values = record.visits[key][inst.name]
     values.update(SYSBP=systolic, DIABP=diastolic)
-    return f"{_path(visit.id, inst.name, 'SYSBP')} = {systolic} below DIABP = {diastolic}"
+    return f"{_path(key, inst.name, 'SYSBP')} = {systolic} below DIABP = {diastolic}"
 
 
 @plant_kind("bad-date-order", needs=lambda s, r: bool([x for x in _log_rows(s, r, "AESTDAT", "AEENDAT") if "AEENDAT" in x[2]]))

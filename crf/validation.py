@@ -28,7 +28,7 @@ from .catalogue import code, problem_text
 from .findings import Finding, Severity
 from .messages import render
 from .loader import load_study
-from .model import Study
+from .model import Study, split_visit_key
 from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
@@ -179,8 +179,14 @@ class ValidationResult:
             out.setdefault(key, {sev.value: 0 for sev in Severity})[f.severity.value] += 1
         return dict(sorted(out.items()))
 
+    def visit_columns(self) -> list[VisitColumn]:
+        """The grid's columns: every visit, each instance of a repeating visit that any subject has."""
+        keys = {k for s in self.subjects for k in s.visits} | {f.visit for s in self.subjects for f in self.findings_of(s) if f.visit}
+        return visit_columns(self.study, keys)
+
     def status_grid(self) -> list[tuple[SubjectSummary, dict[str, str]]]:
-        return [(s, visit_statuses(self.study, s, self.findings_of(s))) for s in self.subjects]
+        columns = self.visit_columns()
+        return [(s, visit_statuses(self.study, s, self.findings_of(s), columns)) for s in self.subjects]
 
     def findings_of(self, subject: SubjectSummary) -> Sequence[VisitSeverity]:
         """The subject's findings (their visit and severity only, when the findings were spilled to disk)."""
@@ -204,15 +210,37 @@ def _index(findings: Iterable[Finding]) -> dict[tuple[str, str], Sequence[VisitS
 STATUSES = ("complete", "queries", "deviations", "out of window", "missing", "not due", "")
 
 
-def visit_statuses(study: Study, subject: SubjectSummary, findings: Iterable[VisitSeverity]) -> dict[str, str]:
+@dataclass(frozen=True)
+class VisitColumn:
+    """One column of a status grid: a visit, or one instance of a repeating visit (ATT#2)."""
+
+    id: str  # the visit key
+    label: str
+    scheduled: bool
+
+
+def visit_columns(study: Study, keys: Iterable[str] = ()) -> list[VisitColumn]:
+    """Every visit that does not repeat, and each instance of a repeating one among `keys` (the subjects'), in schedule order."""
+    wanted = set(keys) | {v.id for v in study.visits if not v.repeating}
+    out = []
+    for key, visit in study.visit_keys(wanted):
+        repeat = split_visit_key(key)[1]
+        out.append(VisitColumn(key, visit.label if repeat is None else f"{visit.label} {repeat}", visit.scheduled))
+    return out
+
+
+def visit_statuses(study: Study, subject: SubjectSummary, findings: Iterable[VisitSeverity],
+                   columns: Optional[Sequence[VisitColumn]] = None) -> dict[str, str]:
     """Status of each visit: queries > deviations > out of window > complete; missing when a later visit exists."""
     by_visit: dict[str, set[Severity]] = defaultdict(set)
     for f in findings:
         if f.visit:
             by_visit[f.visit].add(f.severity)
-    last_present = max((i for i, v in enumerate(study.visits) if v.scheduled and subject.visits.get(v.id, VisitState(False)).present), default=-1)
+    if columns is None:
+        columns = visit_columns(study, [*subject.visits, *by_visit])
+    last_present = max((i for i, v in enumerate(columns) if v.scheduled and subject.visits.get(v.id, VisitState(False)).present), default=-1)
     out: dict[str, str] = {}
-    for i, visit in enumerate(study.visits):
+    for i, visit in enumerate(columns):
         state = subject.visits.get(visit.id, VisitState(False))
         severities = by_visit.get(visit.id, set())
         if not state.present:
@@ -249,14 +277,14 @@ def summarise(study: Study, read: ReadSubject) -> SubjectSummary:
     record = read.record
     schedule = analyse(RuleSet.shared(study).context(record))
     summary = SubjectSummary(record.site, record.subject, record.source or "")
-    for visit in study.visits:
-        timing = schedule.visits.get(visit.id)
-        if timing is None or not record.visits.get(visit.id):
-            summary.visits[visit.id] = VisitState(False)
+    for column in visit_columns(study, record.visits):
+        timing = schedule.visits.get(column.id)
+        if timing is None or not record.visits.get(column.id):
+            summary.visits[column.id] = VisitState(False)
             continue
         date = timing.date.isoformat() if isinstance(timing.date, dt.date) else None
         window = None if timing.in_window is None else ("in" if timing.in_window else "out")
-        summary.visits[visit.id] = VisitState(True, date, window, timing.study_day)
+        summary.visits[column.id] = VisitState(True, date, window, timing.study_day)
     return summary
 
 
@@ -355,7 +383,8 @@ def reading_order(study: Study) -> Callable[[Finding], tuple[Any, ...]]:
     def key(f: Finding) -> tuple[Any, ...]:
         match = _CELL.match(f.cell or "")
         cell = (int(match[2]), len(match[1]), match[1]) if match else (0, 0, "")
-        place = visit_index.get(f.visit, log_index.get(f.form, -1))
+        base, repeat = split_visit_key(f.visit) if f.visit else ("", None)
+        place = (visit_index[base], repeat or 0) if base in visit_index else (log_index.get(f.form, -1), 0)
         return (f.site, f.subject, f.file, place, f.row or 0, cell, f.sort_key())
     return key
 

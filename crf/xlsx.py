@@ -35,7 +35,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 
 from . import __version__
 from .fieldmap import defined_name
-from .model import CodeList, Item, ItemKind, Limits, Log, Study, Visit
+from .model import CodeList, Item, ItemKind, Limits, Log, Study, Visit, split_visit_key
 from .subject import SubjectRecord
 from . import schedule
 from .contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
@@ -135,7 +135,10 @@ def sheet_title(text: str, taken: set[str]) -> str:
     return name
 
 
-def visit_sheet_text(visit: Visit) -> str:
+def visit_sheet_text(visit: Visit, key: Optional[str] = None) -> str:
+    repeat = split_visit_key(key)[1] if key else None
+    if repeat is not None:
+        return f"{visit.id} {repeat} {visit.label}"  # "ATT 2 Attack visit": one blank sheet per instance of a repeating visit
     if visit.day is not None and visit.kind != "screening":
         return f"{visit.id} Day {visit.day}"
     return f"{visit.id} {visit.label}"
@@ -388,7 +391,7 @@ class _Builder:
         self.rules: dict[str, _SheetRules] = defaultdict(_SheetRules)
         self.lists: dict[str, CodeList] = {}
         self.taken: set[str] = set()
-        self.visit_sheets = {v.id: sheet_title(visit_sheet_text(v), self.taken) for v in study.visits}
+        self.visit_sheets = {key: sheet_title(visit_sheet_text(v, key), self.taken) for v in study.visits for key in v.workbook_keys}
         self.log_sheets = {lg.id: sheet_title(log_sheet_text(lg), self.taken) for lg in study.logs}
         for reserved in (INSTRUCTIONS, CALENDAR, LISTS, META):
             self.taken.add(reserved.lower())
@@ -407,14 +410,14 @@ class _Builder:
         found = schedule.day0_field(self.study)
         return defined_name(found[0].id, found[1], found[2]) if found else None
 
-    def visit_date_name(self, visit: Visit) -> Optional[str]:
+    def visit_date_name(self, visit: Visit, key: str) -> Optional[str]:
         first = None
         for inst in visit.forms:
             for it in inst.items:
                 if it.kind == ItemKind.DATE and it.is_input:
                     if it.sdtm.domain == "SV" or (it.sdtm.variable or "").startswith("SVSTDT"):
-                        return defined_name(visit.id, inst.name, it.id)
-                    first = first or defined_name(visit.id, inst.name, it.id)
+                        return defined_name(key, inst.name, it.id)
+                    first = first or defined_name(key, inst.name, it.id)
         return first
 
     # -- entry point
@@ -424,7 +427,8 @@ class _Builder:
         ins.title = INSTRUCTIONS
         cal = wb.create_sheet(CALENDAR)
         for visit in self.study.visits:
-            self.visit_sheet(visit)
+            for key in visit.workbook_keys:
+                self.visit_sheet(visit, key)
         for log in self.study.logs:
             self.log_sheet(log)
         self.calendar(cal)
@@ -479,6 +483,22 @@ class _Builder:
             cell.number_format = number_format
         self.styles[key] = copy(cell._style)
 
+    def _repeat_steps(self) -> list[str]:
+        """What to do with the blank sheets of repeating visits (attack visits, unscheduled visits)."""
+        out = []
+        for v in self.study.visits:
+            if not v.repeating:
+                continue
+            sheets = [self.visit_sheets[k] for k in v.workbook_keys]
+            text = (f"{v.label}s: this workbook has {len(sheets)} blank sheets ('{sheets[0]}' to '{sheets[-1]}'). Use one sheet per "
+                    f"{v.label.lower()}, in date order, the first blank one each time; leave the unused ones blank.")
+            if v.link is not None:
+                text += f" On each, give the number of its row in the {self.study.log(v.link.log).label} log ({v.link.item})."
+            text += (" If you need more, do not copy a sheet: ask the data manager for a workbook with more, "
+                     "and copy your entries into it.")
+            out.append(text)
+        return out
+
     def name_cell(self, name: str, sheet: str, coord: str) -> None:
         col, row = re.match(r"([A-Z]+)(\d+)", coord).groups()  # type: ignore[union-attr]  # coord is a cell reference we wrote
         self.names[name] = f"{quote_sheetname(sheet)}!${col}${row}"
@@ -494,8 +514,9 @@ class _Builder:
         if soft:
             self.rules[sheet].cf[(soft, column)].append(coord)
 
-    def resolver(self, visit: Optional[Visit], form: Optional[str], log: Optional[Log], row: Optional[int]):
+    def resolver(self, visit: Optional[Visit], form: Optional[str], log: Optional[Log], row: Optional[int], key: Optional[str] = None):
         study = self.study
+        here = key or (visit.id if visit is not None else "")
 
         def resolve(dotted: str) -> str:
             parts = dotted.split(".")
@@ -506,13 +527,13 @@ class _Builder:
                     return defined_name(log.id, log.form.id, parts[0], row)
                 raise Untranslatable(f"{dotted} is not in log {log.id}")
             if visit is not None and len(parts) == 1 and visit.form(form).form.has(parts[0]):  # type: ignore[arg-type]  # form is set whenever visit is
-                return defined_name(visit.id, form, parts[0])  # type: ignore[arg-type]  # as above
+                return defined_name(here, form, parts[0])  # type: ignore[arg-type]  # as above
             if visit is not None and len(parts) == 2 and visit.has(parts[0]) and visit.form(parts[0]).form.has(parts[1]):
-                return defined_name(visit.id, parts[0], parts[1])
+                return defined_name(here, parts[0], parts[1])
             if len(parts) == 3:
                 try:
                     v = study.visit(parts[0])
-                    if v.form(parts[1]).form.has(parts[2]):
+                    if not v.repeating and v.form(parts[1]).form.has(parts[2]):
                         return defined_name(v.id, parts[1], parts[2])
                 except KeyError:
                     pass
@@ -559,19 +580,23 @@ class _Builder:
         return role, note
 
     # -- visit sheets
-    def visit_sheet(self, visit: Visit) -> None:
-        sheet = self.visit_sheets[visit.id]
+    def visit_sheet(self, visit: Visit, key: str) -> None:
+        sheet = self.visit_sheets[key]
+        repeat = split_visit_key(key)[1]
         ws = self.wb.create_sheet(sheet)
         widths = {"A": 11, "B": 52, "C": 5, "D": 20, "E": 11, "F": 58}
         for col, w in widths.items():
             ws.column_dimensions[col].width = w
-        ws["A1"] = f"{visit.label}"
+        ws["A1"] = f"{visit.label}" if repeat is None else f"{visit.label} {repeat} ({key})"
         ws["A1"].font = TITLE
         ws["A2"] = f"{self.study.id}   {self.who}   Protocol {self.study.protocol_version}   Form version {self.study.form_version}"
         ws["A2"].font = BOLD
         window = _window_text(visit)
-        ws["A3"] = (f"Visit {visit.id}" + (f", protocol day {visit.day}" if visit.day is not None else "")
-                    + (f", window {window}" if window else "") + ". Blue = required, white = optional, "
+        ws["A3"] = (f"Visit {key}" + (f", protocol day {visit.day}" if visit.day is not None else "")
+                    + (f", window {window}" if window else "") + ". "
+                    + (f"One sheet per {visit.label.lower()}: fill in the next blank one (1, 2, 3 ...) each time; leave the others blank. "
+                       if repeat is not None else "")
+                    + "Blue = required, white = optional, "
                     "grey = read-only, amber = outside the expected range: check and confirm. See Instructions.")
         ws["A3"].font = SMALL_GREY
         headers = ["Item", "Question", "Req", "Entry", "Unit", "Allowed values / help"]
@@ -595,12 +620,12 @@ class _Builder:
                 ws.cell(r, 2).font = ITALIC_GREY
                 ws.row_dimensions[r].height = 15 * _lines(inst.form.description, 52)
                 r += 1
-            resolve = self.resolver(visit, inst.name, None, None)
+            resolve = self.resolver(visit, inst.name, None, None, key)
             for item in inst.items:
                 coord = f"D{r}"
-                name = defined_name(visit.id, inst.name, item.id)
-                path = f"/visits/{visit.id}/{inst.name}/{item.id}"
-                value = self.record.value(visit.id, inst.name, item.id) if self.record else None
+                name = defined_name(key, inst.name, item.id)
+                path = f"/visits/{key}/{inst.name}/{item.id}"
+                value = self.record.value(key, inst.name, item.id) if self.record else None
                 self.st(ws.cell(r, 1, item.id), SMALL_GREY, None, None, TOP)
                 self.st(ws.cell(r, 2, item.question), None, None, None, WRAP)
                 mark = _req_mark(item)
@@ -730,15 +755,16 @@ class _Builder:
         ws.column_dimensions["A"].width = 9  # the Day 0 labels spill over A:D
         ws.row_dimensions[hr].height = 30
         r = hr + 1
-        for v in self.study.visits:
-            ws.cell(r, 1, v.id).font = BOLD
+        for v, key in ((v, key) for v in self.study.visits for key in v.workbook_keys):
+            ws.cell(r, 1, key).font = BOLD
             days = schedule.day_window(v)
-            window = "" if days is not None else f" ({_window_text(v)})"
-            ws.cell(r, 2, v.label + window).alignment = WRAP
+            window = "" if days is not None else (f" ({_window_text(v)})" if _window_text(v) else "")
+            repeat = split_visit_key(key)[1]
+            ws.cell(r, 2, v.label + ("" if repeat is None else f" {repeat}") + window).alignment = WRAP
             ws.cell(r, 3, v.week)
             ws.cell(r, 4, v.day)
             ws.cell(r, 8, v.infusion)
-            actual = self.visit_date_name(v)
+            actual = self.visit_date_name(v, key)
             if days is not None:  # the window checks' arithmetic (crf.schedule), as live formulas from Day 0
                 ws.cell(r, 5, f'=IF(CAL_DAY0_USED="","",CAL_DAY0_USED+{v.day})')
                 ws.cell(r, 6, f'=IF(E{r}="","",E{r}-{v.window.before})')
@@ -804,6 +830,7 @@ class _Builder:
             "(the data manager may query it).",
             "Leave a cell blank when the item was not done or does not apply; do not type 'NA' into number or date cells.",
             "Do not rename, delete or reorder sheets; rows may be inserted (input cells are found by their names).",
+            *self._repeat_steps(),
             "Sheet protection has no password: it only prevents accidental edits of labels and formulas.",
             "Return the saved .xlsx file to the data manager; keep the file name.",
         ]
@@ -922,6 +949,8 @@ class _Builder:
 # -- small helpers ---------------------------------------------------------------------------
 def _window_text(v: Visit) -> str:
     w = v.window
+    if v.day is None and w.anchor == "day0":
+        return ""  # off the schedule with nothing to count from: any day
     if v.day is None:
         if w.before == 0:
             return f"<= {w.after} d after {w.anchor}"

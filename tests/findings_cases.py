@@ -49,7 +49,8 @@ COMPLETER_TODAY = dt.date(2026, 11, 25)  # after 01-901's end of study (tests/te
 
 
 def completer() -> dict[str, Any]:
-    """01-901 (issue 10's hand-written subject): completed week 52, one investigator-confirmed attack."""
+    """01-901 (issue 10's hand-written subject): completed week 52, two investigator-confirmed attacks, each seen at
+    its attack visit (ATT#1, ATT#2), and an unscheduled visit (UNS#1) with repeat laboratory and pregnancy tests."""
     return json.loads((SUBJECTS / "01-901.json").read_text(encoding="utf-8"))
 
 

@@ -74,7 +74,7 @@ def test_migrate_carries_every_value_and_lists_what_it_could_not(study, old_work
     assert record.form_version == "1.0"
     assert record.value("SCR", "CHEM", "ALB") == 46  # a whole number then, a decimal item now
     assert record.value("SCR", "CHEM", "BILI") == 9.7
-    assert record.value("ATT", "EDSS", "EDSS") == 3.5
+    assert record.value("ATT#1", "EDSS", "EDSS") == 3.5
     original = SubjectRecord.from_json(json.loads(SUBJECT.read_text()))
     for visit, forms in original.visits.items():
         for form, values in forms.items():

@@ -121,6 +121,11 @@ def test_returned_data_round_trip_through_odm_clinical_data(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "build_crf.py"), "import", "odm", str(out), "--out", str(tmp_path / "study"),
                           "--subjects", str(tmp_path / "back")], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+    data = out.read_bytes()
+    assert xsd_errors(data, ODM_XSD) == []
+    events = [(e.get("StudyEventOID"), e.get("StudyEventRepeatKey")) for e in etree.fromstring(data).iterfind(
+        f".//{{{ODM_NS}}}SubjectData[@SubjectKey='01-901']/{{{ODM_NS}}}StudyEventData")]
+    assert [e for e in events if e[1] is not None] == [("SE.ATT", "1"), ("SE.ATT", "2"), ("SE.UNS", "1")]  # ATT#1, ATT#2, UNS#1
     for original in SUBJECTS.glob("*.json"):
         sent = json.loads(original.read_text())
         back = json.loads((tmp_path / "back" / original.name).read_text())

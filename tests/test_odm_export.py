@@ -1,6 +1,7 @@
 """ODM 1.3.2 export of the study definition: valid by the official XSD, readable by odmlib, complete."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -73,6 +74,17 @@ def test_visits_carry_day_0_offsets_and_windows_in_protocol_order(mdv):
     att = mdv.find("odm:StudyEventDef[@OID='SE.ATT']", NS)
     assert att.get("Type") == "Unscheduled"
     assert {a.get("Context"): a.get("Name") for a in att.findall("odm:Alias", NS)}["open-ecrf:window-anchor"] == "attack onset"
+
+
+def test_repeating_visits_are_repeating_study_events(mdv):
+    """Each attack its attack visit, any number of unscheduled visits: StudyEventDef Repeating="Yes", the rest "No"."""
+    repeating = {ev.get("OID") for ev in mdv.findall("odm:StudyEventDef", NS) if ev.get("Repeating") == "Yes"}
+    assert repeating == {"SE.ATT", "SE.UNS"}
+    att = {a.get("Context"): a.get("Name") for a in mdv.find("odm:StudyEventDef[@OID='SE.ATT']", NS).findall("odm:Alias", NS)}
+    assert att["open-ecrf:repeat-sheets"] == "4"
+    assert json.loads(att["open-ecrf:repeat-link"]) == {"item": "ATT.CESPID", "log": "CE", "log_item": "CESPID"}
+    uns = {a.get("Context"): a.get("Name") for a in mdv.find("odm:StudyEventDef[@OID='SE.UNS']", NS).findall("odm:Alias", NS)}
+    assert uns["open-ecrf:repeat-sheets"] == "3" and "open-ecrf:repeat-link" not in uns
 
 
 def test_items_keep_type_unit_hard_and_soft_limits_and_sdtm(mdv):

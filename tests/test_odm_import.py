@@ -180,7 +180,7 @@ def test_round_trip_of_the_shipped_study_through_odm_keeps_every_visit_form_item
     differences = []
     assert [v.id for v in back.visits] == [v.id for v in study.visits]
     for a, b in zip(study.visits, back.visits):
-        for attr in ("label", "kind", "day", "week", "window", "infusion"):
+        for attr in ("label", "kind", "day", "week", "window", "infusion", "repeating", "repeat_sheets", "link"):
             if getattr(a, attr) != getattr(b, attr):
                 differences.append((a.id, attr, getattr(a, attr), getattr(b, attr)))
         assert [(i.name, i.title, i.form.id, i.form.title, i.form.version, i.form.code, i.form.domain) for i in a.forms] == \

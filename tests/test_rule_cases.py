@@ -101,7 +101,7 @@ CASES: dict[str, tuple[str, Callable[[Doc], None]]] = {
     "EC-54": ("CMLIVE=Y with start in [Day 0 - 30 d, EOS]", add("CM", **LIVE_VACCINE)),
     "EC-55": ("end < onset (completer)", row("CE", 0, CEENDAT="2025-05-30")),
     "EC-56": ("INVCONF=Y with DUR24=N (completer)", row("CE", 0, DUR24="N")),
-    "EC-57": ("No attack EDSS within 7 d of onset (completer)", drop_form("ATT", "EDSS")),
+    "EC-57": ("No attack EDSS within 7 d of onset (completer)", drop_form("ATT#1", "EDSS")),
     "EC-58": ("Rescue given but no rescue CM linked to the attack (completer)", lambda doc: doc["logs"]["CM"][2].pop("CMATTNO")),
     "EC-59": ("DSSTDAT < last dose", s("ET", "EOS", DSSTDAT="2025-04-20")),
     "EC-60": ("NATT != NATTD", s("ET", "EOS", NATT=1)),
@@ -124,10 +124,11 @@ CASES: dict[str, tuple[str, Callable[[Doc], None]]] = {
               both(s("V3", "PREG", LBPERF="N", LBREASND="Not done"), rm("V3", "PREG", "LBDAT", "HCG"))),
     "PD-15": ("Scheduled haematology ... missed", lambda doc: doc["visits"]["V3"].update(HEM={"LBPERF": "N", "LBREASND": "Sample haemolysed"})),
     "PD-16": ("SAE reported > 24 h after awareness", row("AE", 0, **{**SAE, "SAERPDAT": "2025-04-11"})),
-    "PD-17": ("Attack EDSS > 7 d late (completer)", s("ATT", "EDSS", RSDAT="2025-06-12")),
+    "PD-17": ("Attack EDSS > 7 d late (completer)", s("ATT#1", "EDSS", RSDAT="2025-06-12")),
+    "LNK-01": ("Attack visit linked to no attack of the attack log (completer)", s("ATT#2", "ATT", CESPID=3)),
     "PD-18": ("Pre-infusion ... depression screen missing", s("V2", "EX", PREDEP="N")),
 }
-COMPLETER = {"EC-55", "EC-56", "EC-57", "EC-58", "PD-06", "PD-17"}
+COMPLETER = {"EC-55", "EC-56", "EC-57", "EC-58", "PD-06", "PD-17", "LNK-01"}
 
 
 def test_every_rule_of_the_study_has_a_hand_written_case(study):

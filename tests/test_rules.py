@@ -18,7 +18,7 @@ from crf.subject import SubjectRecord
 
 DAY0 = dt.date(2025, 1, 6)
 TODAY = dt.date(2026, 6, 1)
-FEMALE, WOCBP, ATTACK = 1, 12, 3  # seeds: a woman not of childbearing potential, a WOCBP, a subject with an attack
+FEMALE, WOCBP, ATTACK, TWO_ATTACKS = 1, 12, 10, 3  # seeds: a woman not of childbearing potential, a WOCBP, a subject with one attack, one with two
 
 
 @pytest.fixture(scope="module")
@@ -181,9 +181,9 @@ def attack_edss_at(days_after_onset: int | None) -> Plant:
         onset = rec.logs["CE"][0]["CESTDAT"]
         rec.logs["CE"][0].pop("ATTEDSS", None)
         if days_after_onset is None:
-            rec.visits["ATT"].pop("EDSS", None)
+            rec.visits["ATT#1"].pop("EDSS", None)
         else:
-            rec.visits["ATT"]["EDSS"]["RSDAT"] = shift(onset, days_after_onset)
+            rec.visits["ATT#1"]["EDSS"]["RSDAT"] = shift(onset, days_after_onset)
     return plant
 
 
@@ -291,6 +291,7 @@ CASES: dict[str, tuple[int, Plant, Plant, dt.date | None]] = {
     "EC-56": (ATTACK, assign(("CE/0/DUR24", "N")), assign(("CE/0/DUR24", "Y")), None),
     "EC-57": (ATTACK, attack_edss_at(8), attack_edss_at(7), None),
     "PD-17": (ATTACK, attack_edss_at(None), attack_edss_at(7), None),
+    "LNK-01": (TWO_ATTACKS, assign(("ATT#2/ATT/CESPID", 3)), assign(("ATT#2/ATT/CESPID", 2)), None),
     "EC-58": (ATTACK, lambda r: [row.update(CMATTNO=99) for row in r.logs["CM"] if row.get("CMCAT") == "RESCUE"],
               lambda r: [row.update(CMATTNO=get(r, "CE/0/CESPID")) for row in r.logs["CM"] if row.get("CMCAT") == "RESCUE"], None),
     "EC-59": (FEMALE, assign(("V15/EOS/DSSTDAT", lambda r: shift(ex("V14", "EXSTDAT")(r), -1))), assign(("V15/EOS/DSSTDAT", ex("V14", "EXSTDAT"))), None),
@@ -314,7 +315,7 @@ def rules_fired(ruleset: RuleSet, record: SubjectRecord, today: dt.date | None =
 
 def test_every_rule_has_a_case(ruleset):
     assert sorted(CASES) == sorted(r.id for r in ruleset.rules)
-    assert len(ruleset.rules) == 80
+    assert len(ruleset.rules) == 81  # the spec's 80 and LNK-01 (an attack visit linked to no attack)
 
 
 @pytest.mark.parametrize("seed", range(1, 31))

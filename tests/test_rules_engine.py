@@ -204,7 +204,7 @@ def test_endpoint_summary_counts_attacks_beside_the_investigator(ruleset):
     two.visits["V15"]["EOS"]["NATT"] = 2
     rows = endpoint_summary(ruleset, [one, two])
     assert [(r.subject, r.derived, r.reported, r.agrees) for r in rows] == [
-        ("01-001", 0, 2, False), ("01-003", 1, 1, True)]
+        ("01-001", 0, 2, False), ("01-010", 1, 1, True)]  # ATTACK: the seed of a subject with one attack
 
 
 def test_deviation_listing_groups_by_subject_category_severity():
@@ -240,13 +240,13 @@ def test_rules_doc_command_checks_and_writes(tmp_path):
     runner = CliRunner()
     assert runner.invoke(build, ["rules-doc", "--out", str(out), "--check"]).exit_code == 1
     result = runner.invoke(build, ["rules-doc", "--out", str(out)])
-    assert result.exit_code == 0 and "80 rules" in result.output
+    assert result.exit_code == 0 and "81 rules" in result.output
     assert runner.invoke(build, ["rules-doc", "--out", str(out), "--check"]).exit_code == 0
 
 
 def test_rule_files_carry_ids_categories_and_severities(ruleset):
     ids = [r.id for r in ruleset.rules]
-    assert ids == [f"EC-{n:02d}" for n in range(1, 63)] + [f"PD-{n:02d}" for n in range(1, 19)]
+    assert ids == [f"EC-{n:02d}" for n in range(1, 63)] + ["LNK-01"] + [f"PD-{n:02d}" for n in range(1, 19)]
     for rule in ruleset.rules:
         if rule.id.startswith("PD-"):
             assert rule.is_deviation or all(c.severity in (Severity.MAJOR, Severity.MINOR) for c in rule.checks)

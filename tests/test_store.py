@@ -120,9 +120,9 @@ def returns(study):
     """
     from crf.synth import planted_subject
     clean, first, descriptions = planted_subject(study, ["sbp-below-dbp", "dose-deviation", "missing-required"], seed=3, subject="01-001")
-    assert "ATT/VS/SYSBP" in descriptions[0] and "V6" in descriptions[1] and "DEPSYMP" in descriptions[2]
+    assert "ATT#1/VS/SYSBP" in descriptions[0] and "V6" in descriptions[1] and "DEPSYMP" in descriptions[2]
     second = copy.deepcopy(first)
-    second.visits["ATT"]["VS"].update(SYSBP=clean.visits["ATT"]["VS"]["SYSBP"], DIABP=clean.visits["ATT"]["VS"]["DIABP"])
+    second.visits["ATT#1"]["VS"].update(SYSBP=clean.visits["ATT#1"]["VS"]["SYSBP"], DIABP=clean.visits["ATT#1"]["VS"]["DIABP"])
     second.visits["SCR"]["VS"].update(SYSBP=94, DIABP=97)
     third = copy.deepcopy(second)
     third.visits["V6"]["EX"] = copy.deepcopy(clean.visits["V6"]["EX"])
@@ -143,21 +143,21 @@ def test_three_returns_statuses_audit_trail_listing_answers_and_dashboard(study,
     r1 = workbooks[1]
     ingest(store_url, [r1], "2026-01-10T09:00")
     statuses = query_statuses(store_url, study)
-    assert statuses == {("EC-19", "ATT", "SYSBP"): "open", ("PD-07", "V6", "EXDOSE"): "open",
+    assert statuses == {("EC-19", "ATT#1", "SYSBP"): "open", ("PD-07", "V6", "EXDOSE"): "open",
                         ("EC-36", "V6", "EXDOSE"): "open", ("FIELD-REQUIRED", "V6", "DEPSYMP"): "open"}
 
     r2 = workbooks[2]
     ingest(store_url, [r2], "2026-02-07T09:00")
     statuses = query_statuses(store_url, study)
-    assert statuses[("EC-19", "ATT", "SYSBP")] == "resolved"
+    assert statuses[("EC-19", "ATT#1", "SYSBP")] == "resolved"
     assert statuses[("EC-19", "SCR", "SYSBP")] == "open"
     assert statuses[("PD-07", "V6", "EXDOSE")] == statuses[("FIELD-REQUIRED", "V6", "DEPSYMP")] == "persisting"
     changes = {(c["return"], c["path"]): (c["old"], c["new"], c["sheet"], c["cell"]) for c in history(store_url)["changes"]}
-    old_att = (first.visits["ATT"]["VS"]["SYSBP"], first.visits["ATT"]["VS"]["DIABP"])
+    old_att = (first.visits["ATT#1"]["VS"]["SYSBP"], first.visits["ATT#1"]["VS"]["DIABP"])
     old_scr = (clean.visits["SCR"]["VS"]["SYSBP"], clean.visits["SCR"]["VS"]["DIABP"])
     assert {k: v[:2] for k, v in changes.items()} == {
-        (2, "/visits/ATT/VS/SYSBP"): (old_att[0], clean.visits["ATT"]["VS"]["SYSBP"]),
-        (2, "/visits/ATT/VS/DIABP"): (old_att[1], clean.visits["ATT"]["VS"]["DIABP"]),
+        (2, "/visits/ATT#1/VS/SYSBP"): (old_att[0], clean.visits["ATT#1"]["VS"]["SYSBP"]),
+        (2, "/visits/ATT#1/VS/DIABP"): (old_att[1], clean.visits["ATT#1"]["VS"]["DIABP"]),
         (2, "/visits/SCR/VS/SYSBP"): (old_scr[0], 94), (2, "/visits/SCR/VS/DIABP"): (old_scr[1], 97)}
     assert all(re.match(r"^[A-Z]+\d+$", cell) and sheet for _, _, sheet, cell in changes.values())
 
@@ -169,7 +169,7 @@ def test_three_returns_statuses_audit_trail_listing_answers_and_dashboard(study,
         ("EC-19", "SCR"): {"Site answer": "Values confirmed in the source notes", "Answered by": "M. Rossi", "Date answered": "2026-03-01"}})
     _, report = ingest(store_url, [workbooks[3], answered], "2026-03-07T09:00")
     statuses = query_statuses(store_url, study)
-    assert statuses == {("EC-19", "ATT", "SYSBP"): "resolved", ("EC-19", "SCR", "SYSBP"): "answered",
+    assert statuses == {("EC-19", "ATT#1", "SYSBP"): "resolved", ("EC-19", "SCR", "SYSBP"): "answered",
                         ("PD-07", "V6", "EXDOSE"): "resolved", ("EC-36", "V6", "EXDOSE"): "resolved",
                         ("FIELD-REQUIRED", "V6", "DEPSYMP"): "answered"}
     h = history(store_url)

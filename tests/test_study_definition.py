@@ -23,9 +23,9 @@ def problems_of(folder: Path) -> list[tuple[str, str]]:
 
 def test_shipped_schedule_matches_protocol(study):
     days = {v.id: v.day for v in study.visits}
-    assert [v.id for v in study.visits] == ["SCR"] + [f"V{n}" for n in range(1, 16)] + ["ATT", "ET"]
+    assert [v.id for v in study.visits] == ["SCR"] + [f"V{n}" for n in range(1, 16)] + ["ATT", "UNS", "ET"]
     assert [days[f"V{n}"] for n in range(1, 15)] == [0, 14, 28] + list(range(56, 337, 28))
-    assert days["V15"] == 364 and days["ATT"] is None and days["ET"] is None
+    assert days["V15"] == 364 and days["ATT"] is None and days["UNS"] is None and days["ET"] is None
     assert [v.infusion for v in study.visits if v.infusion] == list(range(1, 15))
     assert study.visit("V2").window.before == 3 and study.visit("V4").window.after == 7
 
@@ -69,11 +69,35 @@ def test_assumptions_are_marked_in_the_schemas(study):
         assert topic in texts, topic
 
 
+def test_attack_and_unscheduled_visits_repeat_as_the_study_declares(study):
+    """Each attack its own attack visit, linked to its attack-log row; any number of unscheduled visits (spec: ET / UNS)."""
+    att, uns = study.visit("ATT"), study.visit("UNS")
+    assert att.repeating and uns.repeating and not any(v.repeating for v in study.visits if v.id not in ("ATT", "UNS"))
+    assert (att.link.form, att.link.item, att.link.log, att.link.log_item) == ("ATT", "CESPID", "CE", "CESPID")
+    assert uns.link is None and [f.name for f in uns.forms] == ["SV", "VS", "HEM", "CHEM", "PREG", "EDSS"]
+    assert uns.form("SV").form.item("SVREAS").required and uns.form("SV").form.item("SVSTDAT").required
+    assert att.workbook_keys == ("ATT#1", "ATT#2", "ATT#3", "ATT#4") and uns.workbook_keys == ("UNS#1", "UNS#2", "UNS#3")
+    assert study.visit_of("ATT#2") is att and study.visit_of("ATT") is None and study.visit_of("ATT#0") is None
+    assert study.visit_of("V1") is study.visit("V1") and study.visit_of("V1#1") is None
+    assert [k for k, _ in study.visit_keys(["UNS#1", "ATT#10", "V2", "ATT#2", "SCR", "ATT"])] == ["SCR", "V2", "ATT#2", "ATT#10", "UNS#1"]
+
+
+def test_a_repeating_visit_must_be_off_the_schedule_and_link_to_what_exists(study_copy):
+    folder = study_copy()
+
+    def change(d):
+        d["visits"][1]["repeating"] = {"sheets": 2, "link": {"item": "OUT.NOPE", "log": "XX", "log_item": "ID"}}
+    edit_json(folder / "study.json", change)
+    found = problems_of(folder)
+    assert ("study.json", "/visits/1/repeating/link/item") in found and ("study.json", "/visits/1/repeating/link/log") in found
+    assert ("study.json", "/visits/1/repeating") in found  # FUP is on day 30 of the schedule
+
+
 def test_check_command_lists_schedule_and_exits_zero():
     result = CliRunner().invoke(build, ["check"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    for visit, day in [("SCR", "-1"), ("V1", "0"), ("V4", "56"), ("V14", "336"), ("V15", "364"), ("ATT", "-"), ("ET", "-")]:
+    for visit, day in [("SCR", "-1"), ("V1", "0"), ("V4", "56"), ("V14", "336"), ("V15", "364"), ("ATT", "-"), ("UNS", "-"), ("ET", "-")]:
         assert any(line.split()[:2] == [visit, day] for line in lines), visit
     assert "No problems found." in result.output
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from crf.cli import build
-from crf.model import Study
+from crf.model import Study, split_visit_key
 from crf.subject import SubjectRecord
 from crf.synth import (
     PLANTS, PlantNotApplicable, clean_subject, generate, plant, planted_subject, schema_node, subject_json,
@@ -41,7 +41,8 @@ def schema_errors(study: Study, record: SubjectRecord) -> list[str]:
     errors = []
     for container, uris, data in (("visits", study.schemas.visit_uris, record.visits), ("logs", study.schemas.log_uris, record.logs)):
         for key, value in data.items():
-            validator = jsonschema.Draft202012Validator({"$ref": uris[key]}, registry=study.schemas.registry, format_checker=FORMATS)
+            uri = uris[split_visit_key(key)[0] if container == "visits" else key]
+            validator = jsonschema.Draft202012Validator({"$ref": uri}, registry=study.schemas.registry, format_checker=FORMATS)
             errors += [f"/{container}/{key}/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(value)]
     return errors
 
@@ -175,17 +176,29 @@ def test_an_attack_comes_with_its_visit_edss_and_rescue(study):
     records = [clean_subject(study, "01", f"01-{n:03d}", seed=n) for n in range(1, 30)]
     with_attack = [r for r in records if r.logs["CE"]]
     assert with_attack and len(with_attack) < len(records)
+    assert any(len(r.logs["CE"]) == 2 for r in with_attack)  # some subjects have two attacks
     for record in records:
-        assert ("ATT" in record.visits) == bool(record.logs["CE"])
+        assert [k for k in record.visits if k.startswith("ATT")] == [f"ATT#{n}" for n in range(1, len(record.logs["CE"]) + 1)]
     for record in with_attack:
-        (attack,) = record.logs["CE"]
-        visit = record.visits["ATT"]
-        assert visit["ATT"] == {"CESPID": attack["CESPID"], "CESTDAT": attack["CESTDAT"]}
-        assert 0 <= (date(visit["SV"]["SVSTDAT"]) - date(attack["CESTDAT"])).days <= 7
-        assert visit["EDSS"]["RSCONTXT"] == "ATTACK" and attack["ATTEDSS"] == visit["EDSS"]["EDSS"]
-        assert attack["INVCONF"] == "Y" and attack["ONTRT"] == "Y" and attack["DEDSS"] > 0
-        assert [row["CMATTNO"] for row in record.logs["CM"] if row["CMCAT"] == "RESCUE"] == [attack["CESPID"]]
-        assert record.visits["V15"]["EOS"]["NATT"] == record.visits["V15"]["EOS"]["NATTD"] == 1
+        for n, attack in enumerate(record.logs["CE"], start=1):
+            visit = record.visits[f"ATT#{n}"]  # each attack its own attack visit, linked by the attack number
+            assert visit["ATT"] == {"CESPID": attack["CESPID"], "CESTDAT": attack["CESTDAT"]} and attack["CESPID"] == n
+            assert 0 <= (date(visit["SV"]["SVSTDAT"]) - date(attack["CESTDAT"])).days <= 7
+            assert visit["EDSS"]["RSCONTXT"] == "ATTACK" and attack["ATTEDSS"] == visit["EDSS"]["EDSS"]
+            assert attack["INVCONF"] == "Y" and attack["ONTRT"] == "Y" and attack["DEDSS"] > 0
+        assert [row["CMATTNO"] for row in record.logs["CM"] if row["CMCAT"] == "RESCUE"] == [a["CESPID"] for a in record.logs["CE"]]
+        assert record.visits["V15"]["EOS"]["NATT"] == record.visits["V15"]["EOS"]["NATTD"] == len(record.logs["CE"])
+        assert schema_errors(study, record) == []
+
+
+def test_some_subjects_have_an_unscheduled_visit_with_its_date_reason_and_an_assessment(study):
+    records = [clean_subject(study, "01", f"01-{n:03d}", seed=n) for n in range(1, 40)]
+    unscheduled = [r for r in records if "UNS#1" in r.visits]
+    assert unscheduled and len(unscheduled) < len(records)
+    for record in unscheduled:
+        visit = record.visits["UNS#1"]
+        assert visit["SV"]["SVSTDAT"] and visit["SV"]["SVREAS"] and 2 <= len(visit) <= 3, visit.keys()
+        assert set(visit) <= {"SV", "VS", "HEM", "CHEM", "PREG", "EDSS"}
         assert schema_errors(study, record) == []
 
 
@@ -364,7 +377,7 @@ def test_generate_xlsx_prefills_the_workbook(study, tmp_path):
     assert result.usable, [f.message for f in result.findings]
     read = result.subject.record
     expected = clean_subject(study, "01", "01-001", 2)
-    inputs = {(v, f.name, it.id) for v in expected.visits for f in study.visit(v).forms for it in f.items if it.is_input}
+    inputs = {(v, f.name, it.id) for v in expected.visits for f in study.visit_of(v).forms for it in f.items if it.is_input}
     for visit_id, forms in expected.visits.items():
         for name, values in forms.items():
             for key, value in values.items():

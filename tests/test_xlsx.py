@@ -232,9 +232,11 @@ def test_sheets_are_valid_in_excel_and_in_schedule_order(study, built):
     for n in names:
         assert len(n) <= 31 and not re.search(r"[\[\]:*?/\\]", n)
     assert len({n.lower() for n in names}) == len(names)
-    visit_sheets = names[2:2 + len(study.visits)]
-    assert [s.split()[0] for s in visit_sheets] == [v.id for v in study.visits]
-    log_sheets = names[2 + len(study.visits):2 + len(study.visits) + len(study.logs)]
+    keys = [k for v in study.visits for k in v.workbook_keys]  # a repeating visit has a sheet per blank instance: ATT 1, ATT 2 ...
+    visit_sheets = names[2:2 + len(keys)]
+    assert [s.split()[0] for s in visit_sheets] == [k.split("#")[0] for k in keys]
+    assert [s.split()[1] for s in visit_sheets if s.startswith("ATT ")] == ["1", "2", "3", "4"]
+    log_sheets = names[2 + len(keys):2 + len(keys) + len(study.logs)]
     assert [s.split()[1] for s in log_sheets] == [lg.id for lg in study.logs]
     for ws in wb.worksheets:
         assert ws.protection.sheet and not ws.protection.password
@@ -471,7 +473,7 @@ def test_libreoffice_recalculates_derived_formulas_as_the_schema_says(study, fil
         path_parts = row["path"].strip("/").split("/")
         if path_parts[0] == "visits":
             _, visit, form, item_id = path_parts
-            item = study.visit(visit).form(form).form.item(item_id)
+            item = study.visit_of(visit).form(form).form.item(item_id)
 
             def resolve(d, visit=visit, form=form):
                 p = d.split(".")

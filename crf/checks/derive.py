@@ -59,8 +59,8 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
     """
     from ..rules import RuleSet
 
-    for visit in study.visits:
-        forms = record.visits.get(visit.id)
+    for key, visit in study.visit_keys(record.visits):
+        forms = record.visits[key]
         if isinstance(forms, dict):
             _fill_fixed(visit, forms)
     computed = RuleSet.shared(study).derived_values(record)
@@ -87,8 +87,8 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
                 for item in log.form.items:
                     if item.derived is not None:
                         put(row, f"/logs/{log.id}/{index}/{item.id}", item)
-    for visit in study.visits:
-        forms = record.visits.get(visit.id)
+    for key, visit in study.visit_keys(record.visits):
+        forms = record.visits[key]
         if not isinstance(forms, dict):
             continue
         for inst in visit.forms:
@@ -96,7 +96,7 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
             if isinstance(values, dict) and _has_input(inst, values):
                 for item in inst.items:
                     if item.derived is not None:
-                        put(values, f"/visits/{visit.id}/{inst.name}/{item.id}", item)
+                        put(values, f"/visits/{key}/{inst.name}/{item.id}", item)
     return derived_paths, disagreements
 
 

@@ -82,7 +82,6 @@ class FieldChecks(CheckStage):
         for uri in sorted({*study.schemas.visit_uris.values(), *study.schemas.log_uris.values()}):
             self._validators[uri] = Draft202012Validator({"$ref": uri}, registry=registry, format_checker=checker)
             self._fast[uri] = compile_schema(registry, uri, checker)
-        self._visits = {v.id: v for v in study.visits}
         self._logs = {lg.id: lg for lg in study.logs}
         self.locator = Locator(study)
 
@@ -93,15 +92,13 @@ class FieldChecks(CheckStage):
         derived = read.derived
         yield from self._issues(read)
         yield from self._disagreements(read, read.disagreements)
-        for visit in self.study.visits:
-            forms = record.visits.get(visit.id)
-            if forms is None:
-                continue
+        for key, visit in self.study.visit_keys(record.visits):
+            forms = record.visits[key]
             uri = self.study.schemas.visit_uris[visit.id]
             seen: set[tuple[str, str]] = set()
             for error in self._errors(uri, forms):
-                yield from self._visit_error(read, visit, error, derived, seen)
-            yield from self._soft_visit(read, visit, forms)
+                yield from self._visit_error(read, key, visit, error, derived, seen)
+            yield from self._soft_visit(read, key, visit, forms)
         for log in self.study.logs:
             rows = record.logs.get(log.id)
             if rows is None:
@@ -118,21 +115,21 @@ class FieldChecks(CheckStage):
         return self._validators[uri].iter_errors(instance)
 
     # -- where ----------------------------------------------------------------------------
-    def _visit_where(self, record: SubjectRecord, visit: Visit, form: str, item_id: Optional[str]) -> _Where:
+    def _visit_where(self, record: SubjectRecord, key: str, visit: Visit, form: str, item_id: Optional[str]) -> _Where:
         inst = visit.form(form) if visit.has(form) else None
         item = inst.form.item(item_id) if inst is not None and item_id and inst.form.has(item_id) else None
         if item_id:
-            location = record.location(f"/visits/{visit.id}/{form}/{item_id}")
+            location = record.location(f"/visits/{key}/{form}/{item_id}")
         else:
-            location = self._form_location(record, visit, form)
-        return _Where(visit.id, form, item, None, location, f"Visit {visit.id} '{visit.label}'",
+            location = self._form_location(record, key, visit, form)
+        return _Where(key, form, item, None, location, f"Visit {key} '{visit.label}'",
                       inst.title if inst else form)
 
-    def _form_location(self, record: SubjectRecord, visit: Visit, form: str) -> Location:
+    def _form_location(self, record: SubjectRecord, key: str, visit: Visit, form: str) -> Location:
         inst = visit.form(form) if visit.has(form) else None
         if inst is not None:
             for item in inst.items:
-                loc = record.locations.get(f"/visits/{visit.id}/{form}/{item.id}")
+                loc = record.locations.get(f"/visits/{key}/{form}/{item.id}")
                 if loc is not None and item.is_input:
                     return loc
         return Location(record.source or "?")
@@ -176,8 +173,9 @@ class FieldChecks(CheckStage):
         record = read.record
         for path, issue in sorted(read.issues.items()):
             parts = path.strip("/").split("/")
-            if parts[0] == "visits" and parts[1] in self._visits:
-                where = self._visit_where(record, self._visits[parts[1]], parts[2], parts[3])
+            visit = self.study.visit_of(parts[1]) if parts[0] == "visits" else None
+            if visit is not None:
+                where = self._visit_where(record, parts[1], visit, parts[2], parts[3])
             elif parts[0] == "logs" and parts[1] in self._logs:
                 where = self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
             else:
@@ -187,8 +185,9 @@ class FieldChecks(CheckStage):
 
     def _where_of(self, read: ReadSubject, path: str) -> Optional[_Where]:
         parts = path.strip("/").split("/")
-        if parts[0] == "visits" and parts[1] in self._visits:
-            return self._visit_where(read.record, self._visits[parts[1]], parts[2], parts[3])
+        visit = self.study.visit_of(parts[1]) if parts[0] == "visits" else None
+        if visit is not None:
+            return self._visit_where(read.record, parts[1], visit, parts[2], parts[3])
         if parts[0] == "logs" and parts[1] in self._logs:
             return self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
         return None
@@ -208,7 +207,7 @@ class FieldChecks(CheckStage):
     def _skip(self, read: ReadSubject, path: str, derived: set[str]) -> bool:
         return path in read.issues or path in read.unknown or path in derived
 
-    def _visit_error(self, read: ReadSubject, visit: Visit, error: jsonschema.ValidationError, derived: set[str],
+    def _visit_error(self, read: ReadSubject, key: str, visit: Visit, error: jsonschema.ValidationError, derived: set[str],
                      seen: set[tuple[str, str]]) -> Iterator[Finding]:
         record = read.record
         path = list(error.absolute_path)
@@ -218,57 +217,67 @@ class FieldChecks(CheckStage):
                 return
             if not path:  # a whole form instance is missing from the visit
                 form = missing
-                if (form, "") in seen or self._form_unknown(read, visit, form):
+                if (form, "") in seen or self._form_unknown(read, key, visit, form):
                     return
                 seen.add((form, ""))
                 inputs = [it for it in visit.form(form).items if it.is_input] if visit.has(form) else []
                 if len(inputs) == 1:  # a one-question form: ask for the question
-                    where = self._visit_where(record, visit, form, inputs[0].id)
+                    where = self._visit_where(record, key, visit, form, inputs[0].id)
                     yield self._required(record, where, error)
                     return
-                where = self._visit_where(record, visit, form, None)
+                where = self._visit_where(record, key, visit, form, None)
                 where = _Where(where.visit, where.form, None, None, where.location, where.container_label, where.form_title)
                 yield self._finding(record, where, "FORM-MISSING", problem_text("FORM-MISSING", form_title=where.form_title),
                                     "Fill it in, or tell the data manager why it was not done")
                 return
             form = str(path[0])
-            field_path = f"/visits/{visit.id}/{form}/{missing}"
+            field_path = f"/visits/{key}/{form}/{missing}"
             if (form, missing) in seen or self._skip(read, field_path, derived):
                 return
             seen.add((form, missing))
-            where = self._visit_where(record, visit, form, missing)
+            where = self._visit_where(record, key, visit, form, missing)
             yield self._required(record, where, error)
             return
         if not path:
+            if error.validator == "additionalProperties":  # a form the visit does not collect (an unscheduled visit allows only some)
+                allowed = ", ".join(f.name for f in visit.forms)
+                for form in sorted(set(error.instance) - self._visit_form_names(visit)):
+                    if (form, "") in seen:
+                        continue
+                    seen.add((form, ""))
+                    where = self._visit_where(record, key, visit, form, None)
+                    yield self._finding(record, where, "FORM-UNKNOWN", problem_text("FORM-UNKNOWN", form=form),
+                                        f"{visit.label} collects only these forms: {allowed}; put the data of '{form}' at a visit "
+                                        "that collects it, or remove it")
             return
         form = str(path[0])
         item_id = str(path[1]) if len(path) > 1 else None
         if item_id is None:
             if error.validator == "additionalProperties":
-                where = self._visit_where(record, visit, form, None)
+                where = self._visit_where(record, key, visit, form, None)
                 yield self._finding(record, where, "FIELD-UNKNOWN", error.message, "Remove items that are not on the form")
             elif error.validator in ("type",) and form not in self._visit_form_names(visit):
-                where = self._visit_where(record, visit, form, None)
+                where = self._visit_where(record, key, visit, form, None)
                 yield self._finding(record, where, "FORM-UNKNOWN", problem_text("FORM-UNKNOWN", form=form),
                                     "Remove it, or put its data in the right visit")
             elif error.validator == "additionalProperties" or error.validator == "type":
-                where = self._visit_where(record, visit, form, None)
+                where = self._visit_where(record, key, visit, form, None)
                 yield self._finding(record, where, "FIELD-TYPE", error.message, "Fix the export")
             return
-        field_path = f"/visits/{visit.id}/{form}/{item_id}"
+        field_path = f"/visits/{key}/{form}/{item_id}"
         if self._skip(read, field_path, derived) or (form, item_id) in seen:
             return
         seen.add((form, item_id))
-        where = self._visit_where(record, visit, form, item_id)
+        where = self._visit_where(record, key, visit, form, item_id)
         yield self._value_error(record, where, error)
 
     def _visit_form_names(self, visit: Visit) -> set[str]:
         return {f.name for f in visit.forms}
 
-    def _form_unknown(self, read: ReadSubject, visit: Visit, form: str) -> bool:
+    def _form_unknown(self, read: ReadSubject, key: str, visit: Visit, form: str) -> bool:
         if not visit.has(form):
             return False
-        inputs = [f"/visits/{visit.id}/{form}/{it.id}" for it in visit.form(form).items if it.is_input]
+        inputs = [f"/visits/{key}/{form}/{it.id}" for it in visit.form(form).items if it.is_input]
         return bool(inputs) and all(p in read.unknown for p in inputs)
 
     def _log_error(self, read: ReadSubject, log: Log, error: jsonschema.ValidationError, derived: set[str],
@@ -333,8 +342,9 @@ class FieldChecks(CheckStage):
         return str(code)
 
     def _form_of(self, where: _Where) -> Any:
-        if where.visit in self._visits and self._visits[where.visit].has(where.form):
-            return self._visits[where.visit].form(where.form).form
+        visit = self.study.visit_of(where.visit)
+        if visit is not None and visit.has(where.form):
+            return visit.form(where.form).form
         if where.row is not None and where.form in self._logs:
             return self._logs[where.form].form
         return None
@@ -384,7 +394,7 @@ class FieldChecks(CheckStage):
                              "Correct the value", value=value)
 
     # -- soft limits ----------------------------------------------------------------------
-    def _soft_visit(self, read: ReadSubject, visit: Visit, forms: dict[str, Any]) -> Iterator[Finding]:
+    def _soft_visit(self, read: ReadSubject, key: str, visit: Visit, forms: dict[str, Any]) -> Iterator[Finding]:
         for inst in visit.forms:
             values = forms.get(inst.name)
             if not isinstance(values, dict):
@@ -394,7 +404,7 @@ class FieldChecks(CheckStage):
                     continue
                 value = values.get(item.id)
                 if _outside_soft(item, value):
-                    where = self._visit_where(read.record, visit, inst.name, item.id)
+                    where = self._visit_where(read.record, key, visit, inst.name, item.id)
                     yield self._soft(read.record, where, item, value)
 
     def _soft_log(self, read: ReadSubject, log: Log, rows: list[Any]) -> Iterator[Finding]:

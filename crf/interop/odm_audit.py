@@ -16,7 +16,7 @@ from typing import Any, Optional
 from lxml import etree
 from sqlalchemy import select
 
-from ..model import Item, Study
+from ..model import Item, Study, split_visit_key
 from ..store import schema as db
 from . import odm as o
 from .odm_clinical import _value
@@ -45,17 +45,20 @@ class _Paths:
         self.study, self.instance_oid = study, instance_oid
 
     def place(self, path: str) -> Optional[tuple[str, str, str, Optional[int], str, Item]]:
+        """(StudyEventOID with its repeat key as "SE.ATT|2", FormOID, ItemGroupOID, item group repeat key, ItemOID, item)."""
         parts = path.strip("/").split("/")
         if len(parts) == 4 and parts[0] == "visits":
-            _, visit_id, name, item_id = parts
-            try:
-                inst = self.study.visit(visit_id).form(name)
-            except KeyError:
+            _, key, name, item_id = parts
+            visit = self.study.visit_of(key)
+            if visit is None or not visit.has(name):
                 return None
-            if not inst.form.has(item_id) or (visit_id, name) not in self.instance_oid:
+            inst = visit.form(name)
+            if not inst.form.has(item_id) or (visit.id, name) not in self.instance_oid:
                 return None
-            form_oid = self.instance_oid[(visit_id, name)]
-            return visit_oid(visit_id), form_oid, "IG." + form_oid[2:], None, item_oid(inst.form.id, item_id), inst.form.item(item_id)
+            form_oid = self.instance_oid[(visit.id, name)]
+            repeat = split_visit_key(key)[1]
+            event = visit_oid(visit.id) + (f"|{repeat}" if repeat is not None else "")
+            return event, form_oid, "IG." + form_oid[2:], None, item_oid(inst.form.id, item_id), inst.form.item(item_id)
         if len(parts) == 4 and parts[0] == "logs":
             _, log_id, row, item_id = parts
             try:
@@ -118,7 +121,10 @@ def _transaction(clinical: etree._Element, paths: _Paths, ret: Any, changes: lis
         event_oid, form_oid, group_oid, repeat, oid, item = place
         event = events.get(event_oid)
         if event is None:
-            event = events[event_oid] = _el(subject, "StudyEventData", {"StudyEventOID": event_oid, "TransactionType": "Upsert"})
+            se_oid, _, se_repeat = event_oid.partition("|")
+            event = events[event_oid] = _el(subject, "StudyEventData", {"StudyEventOID": se_oid,
+                                                                        **({"StudyEventRepeatKey": se_repeat} if se_repeat else {}),
+                                                                        "TransactionType": "Upsert"})
         form = forms.get((event_oid, form_oid))
         if form is None:
             form = forms[(event_oid, form_oid)] = _el(event, "FormData", {"FormOID": form_oid, "TransactionType": "Upsert"})

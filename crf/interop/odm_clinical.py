@@ -14,7 +14,7 @@ from typing import Any, Iterable, Optional
 from lxml import etree
 
 from ..findings import Finding
-from ..model import Item, ItemKind, Study
+from ..model import Item, ItemKind, Study, split_visit_key
 from ..readers import read_file
 from ..subject import SubjectRecord
 from . import odm as o
@@ -69,11 +69,13 @@ def clinical_odm(study: Study, records: list[SubjectRecord], findings: list[Find
         subject = _el(clinical, "SubjectData", {"SubjectKey": record.subject or "(none)"})
         holders: list[tuple[etree._Element, list[Finding]]] = []
         events = []
-        for visit in study.visits:
-            forms = record.visits.get(visit.id) or {}
+        for key, visit in study.visit_keys(record.visits):
+            forms = record.visits.get(key) or {}
             if not forms:
                 continue
-            event = etree.Element(o.odm("StudyEventData"), {"StudyEventOID": visit_oid(visit.id)})
+            repeat = split_visit_key(key)[1]
+            event = etree.Element(o.odm("StudyEventData"), {"StudyEventOID": visit_oid(visit.id),
+                                                            **({"StudyEventRepeatKey": str(repeat)} if repeat is not None else {})})
             for inst in visit.forms:
                 values = forms.get(inst.name) or {}
                 items = [(it, values[it.id]) for it in inst.items if values.get(it.id) not in (None, "", [])]
@@ -83,7 +85,7 @@ def clinical_odm(study: Study, records: list[SubjectRecord], findings: list[Find
                 group = _el(form, "ItemGroupData", {"ItemGroupOID": "IG." + instance_oid[(visit.id, inst.name)][2:]})
                 for it, value in items:
                     data = _el(group, "ItemData", {"ItemOID": item_oid(inst.form.id, it.id), "Value": _value(it, value)})
-                    mine = [f for f in subject_findings if f.visit == visit.id and f.form == inst.name and f.field == it.id and f.row is None]
+                    mine = [f for f in subject_findings if f.visit == key and f.form == inst.name and f.field == it.id and f.row is None]
                     placed.update(id(f) for f in mine)
                     holders.append((data, mine))
             if len(event):
@@ -94,8 +96,8 @@ def clinical_odm(study: Study, records: list[SubjectRecord], findings: list[Find
             if not rows:
                 continue
             form = _el(logs, "FormData", {"FormOID": log_form_oid(log.id)})
-            for key, row in enumerate(rows, 1):
-                group = _el(form, "ItemGroupData", {"ItemGroupOID": "IG.LOG." + log.id, "ItemGroupRepeatKey": str(key)})
+            for number, row in enumerate(rows, 1):
+                group = _el(form, "ItemGroupData", {"ItemGroupOID": "IG.LOG." + log.id, "ItemGroupRepeatKey": str(number)})
                 for it in log.form.items:
                     if row.get(it.id) not in (None, "", []):
                         _el(group, "ItemData", {"ItemOID": item_oid(log.form.id, it.id), "Value": _value(it, row[it.id])})

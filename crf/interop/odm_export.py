@@ -242,12 +242,16 @@ class _Exporter:
                 _alias(proto, f"{o.ALIAS_STUDY_ASSUMPTION}:{a.where}", a.text)  # Alias contexts are unique per element
 
     def study_event(self, mdv: etree._Element, visit: Visit) -> None:
-        ev = _el(mdv, "StudyEventDef", {"OID": visit_oid(visit.id), "Name": visit.label, "Repeating": "No",
+        ev = _el(mdv, "StudyEventDef", {"OID": visit_oid(visit.id), "Name": visit.label, "Repeating": "Yes" if visit.repeating else "No",
                                         "Type": "Unscheduled" if visit.kind == "unscheduled" else "Scheduled"})
         for n, inst in enumerate(visit.forms, 1):
             _el(ev, "FormRef", {"FormOID": self.instance_oid[(visit.id, inst.name)], "OrderNumber": str(n), "Mandatory": "Yes"})
         _alias(ev, o.ALIAS_VISIT, visit.id)
         _alias(ev, o.ALIAS_KIND, visit.kind)
+        if visit.repeating:
+            _alias(ev, o.ALIAS_REPEAT_SHEETS, str(visit.repeat_sheets))
+        if visit.link is not None:
+            _alias(ev, o.ALIAS_REPEAT_LINK, {"item": f"{visit.link.form}.{visit.link.item}", "log": visit.link.log, "log_item": visit.link.log_item})
         if visit.day is not None:
             _alias(ev, o.ALIAS_DAY, str(visit.day))
         if visit.week is not None:

@@ -480,14 +480,13 @@ class _Importer:
             kind = aliases.get(o.ALIAS_KIND) or ("unscheduled" if event.get("Type") in ("Unscheduled", "Common") else "scheduled")
             if event.get("Type") == "Common" and o.ALIAS_KIND not in aliases:
                 self.note("approximate", event, f"event {event.get('OID')} is of Type Common (forms collected at any time); it becomes an unscheduled visit {visit_id}")
-            if event.get("Repeating") == "Yes":
-                self.note("approximate", event, f"event {event.get('OID')} repeats; it becomes visit {visit_id}, collected once (repeating visits are not part of the study model yet)")
             day, before, after = self.event_timing(event, aliases)
             if day is not None and last_day is not None and day <= last_day:
                 self.note("dropped", event, f"event {event.get('OID')} has day {day}, not after the previous event's day {last_day}; its day was dropped")
                 day = None
             if day is not None:
                 last_day = day
+            repeating = self.repeating(event, aliases, visit_id, day)
             instances: list[DraftInstance] = []
             names: set[str] = set()
             for ref in refs_in_event:
@@ -508,16 +507,38 @@ class _Importer:
             infusion = aliases.get(o.ALIAS_INFUSION)
             label = " ".join((event.get("Name") or visit_id).split()) or visit_id
             self.maps.visits[event.get("OID", "")] = visit_id
+            if repeating is not None:
+                self.maps.repeating.add(visit_id)
             self.draft.visits.append(DraftVisit(visit_id, label, kind if kind in ("screening", "scheduled", "unscheduled") else "scheduled", day, instances,
                                                 week=int(week) if week else None, before=before, after=after, anchor=aliases.get(o.ALIAS_ANCHOR),
                                                 assumption=aliases.get(o.ALIAS_WINDOW_ASSUMPTION),
-                                                infusion=int(infusion) if infusion else None))
+                                                infusion=int(infusion) if infusion else None, repeating=repeating))
         if not self.draft.visits:
             first = next(iter(self.defs["StudyEventDef"].values()), None)
             raise ImportRefused([Note("refused", self.where(first), "no event (StudyEventDef) collects a form with items; there is no visit to import")])
         if self.sdtm_unplaced:
             self.note("approximate", None, f"{len(self.sdtm_unplaced)} SDTM annotation(s) name no valid domain and variable and became NOT SUBMITTED: "
                       + ", ".join(self.sdtm_unplaced[:8]) + (" ..." if len(self.sdtm_unplaced) > 8 else ""))
+
+    def repeating(self, event: etree._Element, aliases: dict[str, str], visit_id: str, day: Optional[int]) -> Optional[dict[str, Any]]:
+        """study.json's `repeating` of an event with Repeating="Yes": instances keyed VISIT#n, StudyEventRepeatKey n in clinical data."""
+        if event.get("Repeating") != "Yes":
+            return None
+        if day is not None:  # the study model repeats only visits off the schedule
+            self.note("approximate", event, f"event {event.get('OID')} repeats but has protocol day {day}; it becomes visit {visit_id}, collected once")
+            return None
+        sheets = aliases.get(o.ALIAS_REPEAT_SHEETS, "")
+        out: dict[str, Any] = {"sheets": int(sheets) if sheets.isdigit() and 1 <= int(sheets) <= 20 else DEFAULT_REPEAT_SHEETS}
+        if not sheets:
+            self.note("approximate", event, f"event {event.get('OID')} repeats: visit {visit_id} repeats (keys {visit_id}#1, {visit_id}#2 ...), "
+                      f"with {out['sheets']} blank sheets in a new subject workbook")
+        if o.ALIAS_REPEAT_LINK in aliases:
+            try:
+                link = json.loads(aliases[o.ALIAS_REPEAT_LINK])
+                out["link"] = {k: str(link[k]) for k in ("item", "log", "log_item")}
+            except (ValueError, KeyError, TypeError):
+                self.note("dropped", event, f"event {event.get('OID')}: its {o.ALIAS_REPEAT_LINK} alias is not a link; the visit repeats unlinked")
+        return out
 
     def event_timing(self, event: etree._Element, aliases: dict[str, str]) -> tuple[Optional[int], int, int]:
         if o.ALIAS_DAY in aliases or o.ALIAS_WINDOW in aliases:
@@ -848,6 +869,9 @@ def _inside(value: float, hard: dict[str, float]) -> bool:
     return True
 
 
+DEFAULT_REPEAT_SHEETS = 3  # blank sheets of a repeating visit imported without our alias
+
+
 @dataclass
 class OdmMaps:
     """Where the source's OIDs went: what turns the file's ClinicalData into subject documents."""
@@ -856,6 +880,7 @@ class OdmMaps:
     instances: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (StudyEventOID, FormOID) -> (instance, form id)
     logs: dict[str, tuple[str, str]] = field(default_factory=dict)  # ItemGroupOID of a repeating group -> (log id, form id)
     items: dict[str, dict[str, str]] = field(default_factory=dict)  # form id -> ItemOID -> item id
+    repeating: set[str] = field(default_factory=set)  # visit ids whose events repeat (StudyEventRepeatKey n -> VISIT#n)
 
 
 def read_odm(path: Path, xsd: Optional[Path] = None) -> DraftStudy:
@@ -900,8 +925,14 @@ def clinical_to_documents(path: Path, maps: OdmMaps, study: Study) -> tuple[list
             for event in _children(subject, "StudyEventData"):
                 event_oid = event.get("StudyEventOID", "")
                 visit_id = maps.visits.get(event_oid)
-                if event.get("StudyEventRepeatKey") not in (None, "", "1") and visit_id is not None:
-                    skipped["a repeat of an event (repeat key > 1): visits are collected once here"] += 1
+                repeat_key = event.get("StudyEventRepeatKey") or ""
+                if visit_id is not None and visit_id in maps.repeating:
+                    if not repeat_key.isdigit() or int(repeat_key) < 1:
+                        skipped[f"data of repeating event {event_oid} without a positive StudyEventRepeatKey"] += 1
+                        continue
+                    visit_id = f"{visit_id}#{int(repeat_key)}"
+                elif repeat_key not in ("", "1") and visit_id is not None:
+                    skipped["a repeat of an event that does not repeat (repeat key > 1): visits are collected once here"] += 1
                     continue
                 for form_data in _children(event, "FormData"):
                     target = maps.instances.get((event_oid, form_data.get("FormOID", "")))

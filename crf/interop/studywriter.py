@@ -106,6 +106,7 @@ class DraftVisit:
     anchor: Optional[str] = None
     assumption: Optional[str] = None
     infusion: Optional[int] = None
+    repeating: Optional[dict[str, Any]] = None  # study.json's "repeating" ({"sheets": n, "link": ...})
 
 
 @dataclass
@@ -160,6 +161,8 @@ class DraftStudy:
             if v.infusion is not None:
                 entry["infusion"] = v.infusion
             entry.update({"crf": crf, "forms": [i.name for i in v.instances]})
+            if v.repeating is not None:
+                entry["repeating"] = v.repeating
             study["visits"].append(entry)
             props: dict[str, Any] = {}
             for inst in v.instances:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ..findings import Severity
-from ..model import Study
+from ..model import Study, split_visit_key
 from ..subject import Location, SubjectRecord
 from .base import ReadSubject, Unusable, file_finding
 
@@ -29,6 +29,20 @@ def _depth(node: Any, level: int = 0) -> int:
     if isinstance(node, list):
         return max((_depth(v, level + 1) for v in node), default=level)
     return level
+
+
+def _unknown_visit(study: Study, key: str) -> str:
+    base, repeat = split_visit_key(key)
+    visit = next((v for v in study.visits if v.id == base), None)
+    if visit is not None and visit.repeating:
+        return f"visit '{key}' repeats: key each of its visits with its number ({visit.id}#1, {visit.id}#2 ...)"
+    if visit is not None:
+        return f"visit '{key}' does not repeat; it has no numbered visits (write '{visit.id}')"
+    return f"visit '{key}' is not a visit of {study.id} (or is not an object)"
+
+
+def _visit_keys_hint(study: Study) -> str:
+    return ", ".join(f"{v.id}#1, {v.id}#2 ..." if v.repeating else v.id for v in study.visits)
 
 
 def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, list]:
@@ -68,12 +82,11 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
     if not isinstance(visits, dict):
         visits = {}
         findings.append(file_finding(display, "JSON-STRUCTURE", "\"visits\" is not an object", "Fix the export", site=site, subject=subject, category="structure"))
-    known_visits = {v.id: v for v in study.visits}
     for visit_id, forms in visits.items():
-        visit = known_visits.get(visit_id)
+        visit = study.visit_of(str(visit_id))
         if visit is None or not isinstance(forms, dict):
-            findings.append(file_finding(display, "UNKNOWN-VISIT", f"visit '{visit_id}' is not a visit of {study.id} (or is not an object)",
-                                         f"Use the visit ids of the study ({', '.join(known_visits)})", site=site, subject=subject,
+            findings.append(file_finding(display, "UNKNOWN-VISIT", _unknown_visit(study, str(visit_id)),
+                                         f"Use the visit keys of the study ({_visit_keys_hint(study)})", site=site, subject=subject,
                                          category="structure", visit=str(visit_id)))
             continue
         kept: dict[str, dict[str, Any]] = {}

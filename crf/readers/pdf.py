@@ -241,9 +241,8 @@ class _Reader:
             elif issue is not None:
                 visit_values.setdefault(spec.container, {}).setdefault(spec.form, {})
                 result.issues[spec.path] = issue
-        for visit in study.visits:  # schedule order, only visits with something entered
-            if visit.id in visit_values:
-                record.visits[visit.id] = {inst.name: visit_values[visit.id][inst.name] for inst in visit.forms if inst.name in visit_values[visit.id]}
+        for key, visit in study.visit_keys(visit_values):  # schedule order, only visits with something entered
+            record.visits[key] = {inst.name: visit_values[key][inst.name] for inst in visit.forms if inst.name in visit_values[key]}
         for log in study.logs:
             rows = log_rows.get(log.id)
             if not rows:

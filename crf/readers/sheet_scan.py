@@ -123,7 +123,8 @@ def _layout_texts(study: Study) -> dict[str, frozenset[str]]:
 
     builder = _Builder(study, None, None, None)
     for visit in study.visits:
-        builder.visit_sheet(visit)
+        for key in visit.workbook_keys:
+            builder.visit_sheet(visit, key)
     for log in study.logs:
         builder.log_sheet(log)
     texts: dict[str, frozenset[str]] = {}

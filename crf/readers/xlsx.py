@@ -604,10 +604,8 @@ class _Reader:
                     visit_values.setdefault(f.container, {}).setdefault(f.form, {})
                     result.issues[f.path] = issue
         # keep visits in schedule order, only those with something entered
-        for visit in study.visits:
-            if visit.id in visit_values:
-                record.visits[visit.id] = {inst.name: visit_values[visit.id][inst.name]
-                                           for inst in visit.forms if inst.name in visit_values[visit.id]}
+        for key, visit in study.visit_keys(visit_values):
+            record.visits[key] = {inst.name: visit_values[key][inst.name] for inst in visit.forms if inst.name in visit_values[key]}
         for log in study.logs:
             table = log_rows.get(log.id)
             if not table:

@@ -80,7 +80,7 @@ def write_html(result: Any, out: BinaryIO, path: Optional[Path] = None, limit: i
         full_listing = companion.name
     grid = result.status_grid()
     chunks = template.generate(
-        result=result, study=result.study, grid=grid, visits=result.study.visits, status_class=STATUS_CLASS,
+        result=result, study=result.study, grid=grid, visits=result.visit_columns(), status_class=STATUS_CLASS,
         counts=result.counts(), by_subject=result.counts_by_subject(), severities=[s.value for s in Severity],
         listings=listings, limit=limit, full_listing=full_listing,
         files=result.files, format_version=REPORT_FORMAT_VERSION, deviation_rows=deviation_rows,

@@ -40,7 +40,7 @@ def report_head(result: Any) -> dict[str, Any]:
                     "findings": f.finding_count} for f in result.files],
         "subjects": [{"site": s.site, "subject": s.subject, "file": s.file,
                       "visits": {vid: {"status": statuses[vid], "date": s.visits[vid].date, "study_day": s.visits[vid].study_day,
-                                       "window": s.visits[vid].window} for vid in statuses}}
+                                       "window": s.visits[vid].window} for vid in statuses if vid in s.visits}}
                      for s, statuses in grid],
     }
 

@@ -259,9 +259,10 @@ class SubjectContext:
 
     # -- frames ----------------------------------------------------------------------------
     def form_frame(self, visit: str, instance: str) -> Optional[Frame]:
+        """The frame of form `instance` at visit key `visit` (V1, ATT#2), None when the record has not that form."""
         key = (visit, instance)
         if key not in self._form_frames:
-            items = self.layout.instance_items.get(key)
+            items = self.layout.instance_items.get((self.layout.base(visit), instance))
             data = self.record.visits.get(visit, {}).get(instance)
             self._form_frames[key] = None if items is None or not isinstance(data, dict) else Frame(self, items, data, visit=visit, instance=instance)
         return self._form_frames[key]
@@ -300,11 +301,35 @@ class SubjectContext:
             for visit, instance in self.layout.instances_of_form.get(form_id, ()):
                 if visits and visit not in visits:
                     continue
-                frame = self.form_frame(visit, instance)
-                if frame is not None and any(v not in (None, "", []) for v in frame.data.values()):
-                    cached.append(frame)
+                for key in self.visit_keys(visit):
+                    frame = self.form_frame(key, instance)
+                    if frame is not None and any(v not in (None, "", []) for v in frame.data.values()):
+                        cached.append(frame)
             self.memo[key] = cached
         return cached
+
+    def visit_keys(self, visit_id: str) -> tuple[str, ...]:
+        """The record's keys of visit `visit_id`: itself, or each instance of a repeating visit (ATT#1, ATT#2 ...) by number."""
+        keys = self.memo.get("visit-keys")
+        if keys is None:
+            grouped: dict[str, list[str]] = {}
+            for key, visit in self.study.visit_keys(self.record.visits):
+                grouped.setdefault(visit.id, []).append(key)
+            keys = self.memo["visit-keys"] = {k: tuple(v) for k, v in grouped.items()}
+        return keys.get(visit_id, ())
+
+    def linked_keys(self, log: str, row_value: Any) -> tuple[str, ...]:
+        """Keys of the repeating-visit instances linked (study.json `repeating.link`) to the log row whose link item is `row_value`."""
+        found = []
+        for visit in self.study.visits:
+            link = visit.link
+            if link is None or link.log != log:
+                continue
+            for key in self.visit_keys(visit.id):
+                value = self.field_value(key, link.form, link.item)
+                if value is not MISSING and value == row_value:
+                    found.append(key)
+        return tuple(found)
 
     def field_value(self, visit: str, instance: str, item_id: str) -> Any:
         frame = self.form_frame(visit, instance)
@@ -335,11 +360,11 @@ class SubjectContext:
         if name == "VISIT":
             return visit or MISSING
         if name == "VISIT_LABEL":
-            return self.layout.visits[visit].label if visit in self.layout.visits else MISSING
+            return self.layout.label(visit) if visit is not None and self.layout.visit(visit) is not None else MISSING
         if name in ("VISIT_DAY", "INFUSION"):
-            if visit is None or visit not in self.layout.visits:
+            v = self.layout.visit(visit) if visit is not None else None
+            if v is None:
                 return MISSING
-            v = self.layout.visits[visit]
             value = v.day if name == "VISIT_DAY" else v.infusion
             return MISSING if value is None else value
         return MISSING

@@ -34,7 +34,10 @@ def render_markdown(ruleset: RuleSet) -> str:
         "<!-- Generated from schemas/" + study.folder.name + "/rules/*.json by `python build_crf.py rules-doc`; do not edit by hand. -->",
         "",
         f"{len(rules)} rules ({sum(1 for r in rules if r.id.startswith('EC-'))} edit checks, "
-        f"{sum(1 for r in rules if r.id.startswith('PD-'))} protocol deviations): {kinds['expression']} declared as expressions, "
+        f"{sum(1 for r in rules if r.id.startswith('PD-'))} protocol deviations"
+        + (f", {others} other ({', '.join(sorted({r.id.split('-')[0] for r in rules if not r.id.startswith(('EC-', 'PD-'))}))})"
+           if (others := sum(1 for r in rules if not r.id.startswith(("EC-", "PD-")))) else "")
+        + f"): {kinds['expression']} declared as expressions, "
         f"{kinds['python']} as registered Python functions. Protocol {study.protocol_version}, form version {study.form_version}.",
         "",
         "## How to read this",

@@ -31,7 +31,7 @@ from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
 from ..messages import Locator, continuing
 from ..messages import render as render_message
-from ..model import Item, Study, Visit
+from ..model import Item, Study, Visit, split_visit_key
 from ..subject import SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
@@ -56,6 +56,26 @@ class StudyLayout:
     log_items: dict[str, dict[str, Item]]
     form_items: dict[str, dict[str, Item]]  # form id -> union of items over its instances
     instance_names: frozenset[str]
+    study: Optional[Study] = None
+
+    def visit(self, key: str) -> Optional[Visit]:
+        """The visit of a visit key (V1, ATT#2)."""
+        if key in self.visits:
+            found = self.visits[key]
+            return None if found.repeating else found
+        return self.study.visit_of(key) if self.study is not None else None
+
+    def base(self, key: str) -> str:
+        """The visit id of a visit key: ATT#2 -> ATT."""
+        return key if key in self.visits else split_visit_key(key)[0]
+
+    def label(self, key: str) -> str:
+        """A visit key as the site reads it: 'Attack visit 2' for ATT#2."""
+        visit = self.visit(key)
+        repeat = split_visit_key(key)[1]
+        if visit is None:
+            return key
+        return visit.label if repeat is None else f"{visit.label} {repeat}"
 
     @classmethod
     def of(cls, study: Study) -> "StudyLayout":
@@ -72,7 +92,7 @@ class StudyLayout:
         log_items = {lg.id: {it.id: it for it in lg.form.items} for lg in study.logs}
         return cls({v.id: v for v in study.visits}, instance_items, instance_form_id,
                    {k: tuple(v) for k, v in of_form.items()}, log_items, form_items,
-                   frozenset(n for _, n in instance_items))
+                   frozenset(n for _, n in instance_items), study)
 
 
 @dataclass(frozen=True)
@@ -209,14 +229,14 @@ class RuleSet:
                 return
             out[path] = value.isoformat() if isinstance(value, dt.date) else value
 
-        for visit in self.study.visits:
+        for key, visit in self.study.visit_keys(record.visits):
             for inst in visit.forms:
-                frame = ctx.form_frame(visit.id, inst.name)
+                frame = ctx.form_frame(key, inst.name)
                 if frame is None:
                     continue
                 for item in inst.items:
                     if item.derived:
-                        put(f"/visits/{visit.id}/{inst.name}/{item.id}", frame.compute(item))
+                        put(f"/visits/{key}/{inst.name}/{item.id}", frame.compute(item))
         for log in self.study.logs:
             for index, row in enumerate(ctx.rows(log.id)):
                 if not any(v not in (None, "", []) for v in row.values()):
@@ -249,7 +269,7 @@ class RuleSet:
     def _run_checks(self, ctx: SubjectContext, frame: Frame, rule: Rule, checks: list[Check]) -> Iterator[Finding]:
         reported: set[str] = set()  # one finding per rule, unit and field: the first failing check says it
         for check in checks:
-            if check.for_each.visits and frame.visit not in check.for_each.visits:
+            if check.for_each.visits and self.layout.base(frame.visit or "") not in check.for_each.visits:
                 continue
             if check.field and check.field in reported:
                 continue

@@ -317,12 +317,41 @@ def _last_edss_before(frame: "Frame", date: Thunk) -> Any:
     return found.resolve("EDSS") if found is not None else MISSING
 
 
-def _attack_assessment(ctx: "SubjectContext", onset: Any) -> Optional["Frame"]:
-    """The first EDSS dated within 7 days after onset (the attack assessment), if any."""
+def _row_edss_frames(frame: "Frame") -> list[tuple[dt.date, "Frame"]]:
+    """The dated EDSS forms that can assess the event of this log row.
+
+    When a repeating visit is linked to the row's log (study.json `repeating.link`: each attack visit
+    names its attack), the EDSS of the visits linked to this row; if none is linked to it, any EDSS
+    except those of visits linked to another row. Without such a link, every dated EDSS.
+    """
+    ctx = frame.ctx
+    every = _edss_frames(ctx)
+    log = getattr(frame, "log", None)
+    links = [v for v in ctx.study.visits if v.link is not None and v.link.log == log] if log else []
+    if not links:
+        return every
+    own: set[str] = set()
+    other: set[str] = set()
+    for visit in links:
+        link = visit.link
+        assert link is not None
+        mine = frame.resolve(link.log_item)
+        for key in ctx.visit_keys(visit.id):
+            value = ctx.field_value(key, link.form, link.item)
+            if value is MISSING:
+                continue
+            (own if mine is not MISSING and value == mine else other).add(key)
+    if own:
+        return [(d, f) for d, f in every if f.visit in own]
+    return [(d, f) for d, f in every if f.visit not in other]
+
+
+def _attack_assessment(ctx: "SubjectContext", onset: Any, frames: Optional[list[tuple[dt.date, "Frame"]]] = None) -> Optional["Frame"]:
+    """The first EDSS dated within 7 days after onset (the attack assessment), if any, among `frames` (default: all)."""
     if not isinstance(onset, dt.date):
         return None
     limit = onset + dt.timedelta(days=ctx.constants.get("attack_edss_days", 7))
-    for d, f in _edss_frames(ctx):
+    for d, f in frames if frames is not None else _edss_frames(ctx):
         if onset <= d <= limit:
             return f
     return None
@@ -339,7 +368,7 @@ def _fs_worsening(frame: "Frame", date: Thunk) -> Any:
     base = _before(ctx, onset)
     if base is None:
         return MISSING
-    after = _attack_assessment(ctx, onset)
+    after = _attack_assessment(ctx, onset, _row_edss_frames(frame))
     base_edss = base.resolve("EDSS")
     if after is None:
         attack_edss = frame.resolve("ATTEDSS")
@@ -366,10 +395,11 @@ def _attack_edss_status(frame: "Frame") -> Any:
     onset = frame.resolve("CESTDAT")
     if not isinstance(onset, dt.date):
         return MISSING
-    if _attack_assessment(ctx, onset) is not None:
+    candidates = _row_edss_frames(frame)
+    if _attack_assessment(ctx, onset, candidates) is not None:
         return "ON TIME"
     days = ctx.constants.get("attack_edss_days", 7)
-    for d, f in _edss_frames(ctx):
+    for d, f in candidates:
         if d > onset + dt.timedelta(days=days) and f.resolve("RSCONTXT") == "ATTACK":
             return "LATE"
     if ctx.today <= onset + dt.timedelta(days=days):
@@ -566,10 +596,9 @@ def procedures_before_consent(ctx: "SubjectContext", rule: "Rule") -> Iterator[H
             d = frame.resolve(item)
             if isinstance(d, dt.date) and d < consent:
                 per_visit.setdefault(frame.visit or "", []).append((frame.instance or "", item, d))
-    for visit_id in (v.id for v in ctx.study.visits if v.id in per_visit):
+    for visit_id, visit in ctx.study.visit_keys(per_visit):
         found = per_visit[visit_id]
-        visit = ctx.layout.visits[visit_id]
-        label = visit.label
+        label = ctx.layout.label(visit_id)
         if params.get("per", "form") == "visit":
             instance, item, d = min(found, key=lambda t: t[2])  # ties: the visit date first (params order)
             forms = ", ".join(f"{_title(visit, i)} {dd.isoformat()}" for i, _, dd in found)

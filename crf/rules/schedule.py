@@ -35,6 +35,8 @@ class VisitTiming:
     study_day: Optional[int] = None
     in_window: Optional[bool] = None  # None when it cannot be told (no Day 0, no date, no anchor)
     anchor_date: Any = MISSING
+    key: str = ""  # the visit key (V1, ATT#2)
+    label: str = ""  # as the site reads it (Attack visit 2)
 
 
 @dataclass
@@ -66,11 +68,9 @@ def analyse(ctx: "SubjectContext") -> Schedule:
     conf = study.schedule
     known_day0 = day0 if isinstance(day0, dt.date) else None
     sched = Schedule(day0)
-    for visit in study.visits:
-        if visit.id not in ctx.record.visits:
-            continue
-        date = ctx.visit_date(visit.id)
-        timing = VisitTiming(visit, date)
+    for key, visit in study.visit_keys(ctx.record.visits):
+        date = ctx.visit_date(key)
+        timing = VisitTiming(visit, date, key=key, label=ctx.layout.label(key))
         days = service.day_window(visit)
         if days is not None:
             timing.low, timing.high = days
@@ -79,14 +79,14 @@ def analyse(ctx: "SubjectContext") -> Schedule:
                 timing.in_window = service.in_window(visit, date, known_day0)
         else:
             ref = conf.anchor(visit.window.anchor)
-            anchor = ctx.field_value(visit.id, ref.form, ref.item) if ref else MISSING
+            anchor = ctx.field_value(key, ref.form, ref.item) if ref else MISSING
             timing.anchor_date = anchor
             if isinstance(anchor, dt.date) and isinstance(date, dt.date):
                 timing.in_window = service.in_window(visit, date, known_day0, anchor)
-        sched.visits[visit.id] = timing
+        sched.visits[key] = timing
     dosing = study.dosing
     for seq, (visit_id, frame, date) in enumerate(ctx.infusions, start=1):
-        visit = ctx.layout.visits[visit_id]
+        visit = ctx.layout.visit(visit_id)  # type: ignore[assignment]  # an infusion frame's visit key is a visit's
         inf = InfusionTiming(visit, frame, date, visit.infusion or seq, seq)
         if isinstance(date, dt.date) and known_day0 is not None and service.day_window(visit) is not None:
             inf.study_day = service.study_day(date, known_day0)
@@ -135,19 +135,18 @@ def visit_dates(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     form, item = _visit_date_field(ctx)
     infused = {inf.visit.id: inf for inf in sched.infusions}
     previous: Optional[VisitTiming] = None
-    for visit in ctx.study.visits:
-        if visit.id not in ctx.record.visits:
-            continue
+    for key, visit in ctx.study.visit_keys(ctx.record.visits):
+        label = ctx.layout.label(key)
         for inst in visit.forms:
-            frame = ctx.form_frame(visit.id, inst.name)
+            frame = ctx.form_frame(key, inst.name)
             if frame is None:
                 continue
             for date_item in _date_items(frame):
                 value = frame.resolve(date_item)
                 if isinstance(value, dt.date) and value > ctx.today:
-                    yield Hit(visit.id, inst.name, date_item, message="future", key="future", value=frame.data.get(date_item),
-                              values={"date": value, "label": visit.label, "today": ctx.today})
-        timing = sched.visits[visit.id]
+                    yield Hit(key, inst.name, date_item, message="future", key="future", value=frame.data.get(date_item),
+                              values={"date": value, "label": label, "today": ctx.today})
+        timing = sched.visits[key]
         if not isinstance(timing.date, dt.date):
             continue
         if visit.day is not None:
@@ -160,13 +159,13 @@ def visit_dates(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
             yield Hit(visit.id, inf.frame.instance or "", ctx.study.schedule.infusion_date, message="infusion_date",
                       key="infusion-date", value=inf.date.isoformat(), values={"date": inf.date, "visit_date": timing.date, "label": visit.label})
         if inf is None and timing.in_window is False:
-            yield Hit(visit.id, form, item, message="window", key="window", value=timing.date.isoformat(), values=_window_values(timing, sched))
+            yield Hit(key, form, item, message="window", key="window", value=timing.date.isoformat(), values=_window_values(timing, sched))
 
 
 def _window_values(timing: VisitTiming, sched: Schedule) -> dict[str, Any]:
     visit = timing.visit
     if visit.day is None:
-        return {"date": timing.date, "label": visit.label, "day": "-", "window": f"{visit.window.before} to {visit.window.after} days from the {visit.window.anchor} ({timing.anchor_date})",
+        return {"date": timing.date, "label": timing.label or visit.label, "day": "-", "window": f"{visit.window.before} to {visit.window.after} days from the {visit.window.anchor} ({timing.anchor_date})",
                 "target": timing.anchor_date}
     target = sched.day0 + dt.timedelta(days=visit.day)
     return {"date": timing.date, "label": visit.label, "day": timing.study_day, "window": _window_text(timing.low, timing.high),

@@ -21,7 +21,7 @@ from ..model import Study
 from ..reports import text_of
 from ..reports.html_report import STATUS_CLASS
 from ..reports.xlsx_report import QUERY_COLUMNS, PageHeader, listing_workbook
-from ..validation import SubjectSummary, VisitState, visit_statuses
+from ..validation import SubjectSummary, VisitColumn, VisitState, visit_columns, visit_statuses
 from . import lifecycle
 from .schema import inputs, query_events, queries, return_visits, runs, value_changes
 
@@ -179,21 +179,22 @@ def chart_svg(series: list[tuple[str, int, int]], title: str) -> str:
     return text[text.index("<svg"):]
 
 
-def _grid(conn: Connection, study: Study, site: str) -> list[tuple[str, dict[str, str], int]]:
-    """(subject, visit statuses, waiting queries) from each subject's latest return and its waiting queries."""
+def _grid(conn: Connection, study: Study, site: str) -> tuple[list[VisitColumn], list[tuple[str, dict[str, str], int]]]:
+    """The grid's columns, and (subject, visit statuses, waiting queries) from each subject's latest return and its waiting queries."""
     latest: dict[str, int] = dict(conn.execute(select(inputs.c.subject, func.max(inputs.c.id)).where(inputs.c.site == site, inputs.c.usable.is_(True))
                                .group_by(inputs.c.subject)).tuples().all())
     waiting: dict[str, list[Finding]] = defaultdict(list)
     for q in query_rows(conn, site, set(lifecycle.ACTIVE)):
         waiting[q.subject].append(Finding(rule=q.rule, severity=Severity(q.severity), category="", message="", subject=q.subject,
                                           site=q.site, visit=q.visit, form=q.form, field=q.field, row=q.log_row))
-    out = []
+    out: list[tuple[str, SubjectSummary, list[Finding]]] = []
     for subject in sorted(latest):
         summary = SubjectSummary(site, subject, "")
         for v in conn.execute(select(return_visits).where(return_visits.c.input_id == latest[subject])):
             summary.visits[v.visit] = VisitState(bool(v.present), v.date, v.window, v.study_day)
-        out.append((subject, visit_statuses(study, summary, waiting[subject]), len(waiting[subject])))
-    return out
+        out.append((subject, summary, waiting[subject]))
+    columns = visit_columns(study, {k for _, summary, found in out for k in [*summary.visits, *(f.visit for f in found)]})
+    return columns, [(subject, visit_statuses(study, summary, found, columns), len(found)) for subject, summary, found in out]
 
 
 def dashboard_html(conn: Connection, study: Study, site: str, today: Optional[str] = None) -> bytes:
@@ -202,13 +203,14 @@ def dashboard_html(conn: Connection, study: Study, site: str, today: Optional[st
                                                          "waiting_by_age": {label: 0 for _, label in lifecycle.AGE_BUCKETS}})
     series = _per_run(conn, site)
     waiting = query_rows(conn, site, set(lifecycle.ACTIVE))
+    columns, grid = _grid(conn, study, site)
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["text"] = text_of
     html = env.get_template("dashboard.html.j2").render(
         study=study, site=site, as_of=day[:10], counts=counts, statuses=lifecycle.STATUSES, ages=[label for _, label in lifecycle.AGE_BUCKETS],
         chart=chart_svg(series, f"Site {site}: queries per return") if series else "", series=series,
-        grid=_grid(conn, study, site), visits=study.visits, status_class=STATUS_CLASS,
+        grid=grid, visits=columns, status_class=STATUS_CLASS,
         waiting=[(q, lifecycle.days_open(q, day)) for q in sorted(waiting, key=lambda q: (-lifecycle.days_open(q, day), q.subject, q.id))],
         returns=conn.execute(select(func.count()).select_from(inputs).where(inputs.c.site == site, inputs.c.usable.is_(True))).scalar(),
         subjects=conn.execute(select(func.count(inputs.c.subject.distinct())).where(inputs.c.site == site, inputs.c.usable.is_(True))).scalar(),
