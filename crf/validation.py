@@ -384,7 +384,8 @@ def reading_order(study: Study) -> Callable[[Finding], tuple[Any, ...]]:
         match = _CELL.match(f.cell or "")
         cell = (int(match[2]), len(match[1]), match[1]) if match else (0, 0, "")
         base, repeat = split_visit_key(f.visit) if f.visit else ("", None)
-        place = (visit_index[base], repeat or 0) if base in visit_index else (log_index.get(f.form, -1), 0)
+        # one number (the spill stores it in a column): the visit's place in the schedule, then its repeat number
+        place = visit_index[base] * 10_000 + (repeat or 0) if base in visit_index else log_index.get(f.form, -1) * 10_000
         return (f.site, f.subject, f.file, place, f.row or 0, cell, f.sort_key())
     return key
 
