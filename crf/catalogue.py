@@ -57,6 +57,14 @@ CODES: tuple[FindingCode, ...] = (
     _c("NOT-A-CRF-PDF", E, "file", "a PDF without form fields (another document, or a fillable CRF printed, scanned or flattened to PDF), "
        "or without the hidden `_meta` field of a study's fillable CRF", "{problem}",
        "Fill in the fillable PDF the study sent for this subject in a PDF reader, save it and send that file"),
+    _c("FILE-NOT-REGULAR", E, "file", "an input that is a named pipe (FIFO), a device (/dev/zero) or a socket, or a link to one: "
+       "refused without reading", "this is {what}, not a file", "Give the path of the returned file itself"),
+    _c("READER-CRASHED", E, "file", "reading the file stopped the process that read it (the workbook library aborted, ran out of its "
+       "memory limit or failed); the other files are still checked", "the file could not be read: {detail}",
+       "Open it in Excel, save it again as .xlsx and send that copy; if this persists, send the file to the data manager"),
+    _c("READER-TIMEOUT", E, "file", "reading and checking the file took longer than the time limit (3 minutes); it was stopped, the other "
+       "files are still checked", "the file could not be read: {detail}",
+       "Open it in Excel, save it again as .xlsx and send that copy; if this persists, send the file to the data manager"),
     _c("FILE-NOT-JSON", E, "file", "a .json file that is not UTF-8 JSON, or nested too deeply", "{problem}", "Export the subject document again as UTF-8 JSON"),
     _c("FILE-NOT-SUBJECT", E, "file", "JSON that is not one subject document", "{problem}", "Export one subject document per file"),
     # -- which study and subject -----------------------------------------------------------------------------

@@ -399,6 +399,13 @@ def _store_checks(paths: tuple[Path, ...], store: Optional[str], received: Optio
         raise click.BadParameter(str(exc), param_hint="--received")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @study_option
@@ -435,7 +442,7 @@ def validate(paths: tuple[Path, ...], study_dir: Path, fmt: str, output: Optiona
         raise click.UsageError("--format xlsx writes a workbook: give --output FILE.xlsx")
     if output is not None:
         resolved = output.resolve()
-        if any(resolved == p.resolve() for p in discover(paths)):
+        if any(resolved == p.resolve() or _same_file(output, p) for p in discover(paths)):  # a hard link has another path
             raise click.UsageError(f"--output {output} is one of the input files; input files are never overwritten")
     received_at = _store_checks(paths, store, received)
     try:

@@ -5,16 +5,19 @@
                     -> per-file outcome (findings + a small subject summary; records are not kept)
     then across files: duplicate subjects; findings sorted with Finding.sort_key.
 
-Files are independent, so a process pool reads and checks them (`jobs`); each worker builds the
-stages once. Only findings and summaries come back, so memory does not grow with the number of
-files' data. An unusable file is one finding; nothing here raises on bad data.
+Files are independent: each is read and checked in its own forked child process (crf.workers, up to
+`jobs` at once), which inherits the study and the compiled stages, has a memory and a time limit, and
+can crash without taking the run down. Only findings and summaries come back, so memory does not grow
+with the number of files' data. An unusable file is one finding; nothing here raises on bad data.
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +30,13 @@ from .fieldmap import iter_fields
 from .catalogue import code, problem_text
 from .findings import Finding, Severity
 from .messages import render
-from .loader import load_study
 from .model import Study, split_visit_key
 from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
 from .readers.safety import DEFAULT_LIMITS, Limits
 from .rules.supersede import supersede
 from .spill import Collector, SpilledFindings, VisitSeverity
+from .workers import Failure, can_isolate, run_isolated
 
 
 def _fields_stage(study: Study, today: Optional[dt.date]) -> CheckStage:
@@ -349,26 +352,22 @@ def _without_unreadable(study: Study, read: ReadSubject, findings: list[Finding]
             or not (f.visit in lost or (f.row is not None and f.form in lost))]
 
 
-# -- the pool ---------------------------------------------------------------------------------
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(study_folder: str, stage_names: Optional[Sequence[str]], limits: Limits, today: Optional[dt.date],
-                 keep_values: bool = False) -> None:
-    _WORKER["keep_values"] = keep_values
-    key = (study_folder, tuple(stage_names) if stage_names is not None else None, today)
-    if _WORKER.get("key") == key:  # forked: the parent's study and compiled stages are ours already
-        _WORKER["limits"] = limits
-        return
-    study = _WORKER.get("study")
-    if study is None or str(study.folder) != study_folder:
-        study = load_study(study_folder)
-    _WORKER.update(study=study, stages=build_stages(study, stage_names, today), limits=limits, key=key)
-
-
-def _work(task: tuple[str, str]) -> FileOutcome:
+# -- the run ---------------------------------------------------------------------------------
+def _failed(task: tuple[str, str], failure: Failure) -> FileOutcome:
+    """The one finding of a file whose child process gave no outcome (crashed, aborted, out of memory, too slow)."""
     path, display = task
-    return check_file(_WORKER["study"], _WORKER["stages"], Path(path), display, _WORKER["limits"], _WORKER["keep_values"])
+    digest, size = "", 0
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= DEFAULT_LIMITS.max_file_bytes:
+            size = info.st_size
+            with open(path, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        pass
+    rule = "READER-TIMEOUT" if failure.kind == "timeout" else "READER-CRASHED"
+    kind = "json" if path.lower().endswith(".json") else "xlsx"
+    return FileOutcome(display, digest, kind, size, [file_finding(display, rule, problem_text(rule, detail=failure.detail))])
 
 
 def reading_order(study: Study) -> Callable[[Finding], tuple[Any, ...]]:
@@ -398,39 +397,40 @@ def display_name(path: Path, base: Optional[Path] = None) -> str:
 
     A name that is not valid UTF-8 (made on another system) keeps its readable part: reports are UTF-8.
     """
-    try:
-        name = path.resolve().relative_to((base or Path.cwd()).resolve()).as_posix()
+    folder = base or Path.cwd()
+    try:  # a link is named as given, not by its target (a link to /dev/zero is reported as the link)
+        name = Path(os.path.abspath(path)).relative_to(os.path.abspath(folder)).as_posix()
     except ValueError:
-        name = path.as_posix()
+        try:
+            name = path.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            name = path.as_posix()
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, stage_names: Optional[Sequence[str]] = None,
              progress: Optional[Callable[[int, int], None]] = None, limits: Limits = DEFAULT_LIMITS,
              generated: Optional[str] = None, base: Optional[Path] = None, today: Optional[dt.date] = None,
-             keep_values: bool = False) -> ValidationResult:
+             keep_values: bool = False, isolate: bool = True) -> ValidationResult:
+    """Check every input file; `isolate` (default) runs each in a forked child (crf.workers), so no file can take the run down."""
     files = list(discover(paths))
     tasks = [(str(p), display_name(p, base)) for p in files]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(tasks) or 1))
     outcomes: list[FileOutcome] = []
     collector = Collector(reading_order(study))  # past SPILL_AFTER findings they wait on disk, not in memory
     stages = build_stages(study, stage_names, today)  # compiled once here; forked workers inherit them
-    if jobs == 1 or len(tasks) < 4:
-        for i, (path, display) in enumerate(tasks):
-            outcomes.append(collector.take(check_file(study, stages, Path(path), display, limits, keep_values)))
+
+    def work(task: tuple[str, str]) -> FileOutcome:
+        return check_file(study, stages, Path(task[0]), task[1], limits, keep_values)
+
+    if isolate and can_isolate():
+        for outcome in run_isolated(tasks, work, jobs, limits.max_read_seconds, limits.max_read_memory, _failed, progress):
+            outcomes.append(collector.take(outcome))
+    else:  # no fork on this platform: in this process, one file after another
+        for i, task in enumerate(tasks):
+            outcomes.append(collector.take(work(task)))
             if progress:
                 progress(i + 1, len(tasks))
-    else:
-        _WORKER.update(study=study, stages=stages, key=(str(study.folder), tuple(stage_names) if stage_names is not None else None, today))
-        import multiprocessing as mp  # here, not at the top: a one-file run never starts a pool
-
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
-        with ctx.Pool(jobs, initializer=_init_worker, initargs=(str(study.folder), stage_names, limits, today, keep_values), maxtasksperchild=200) as pool:
-            for i, outcome in enumerate(pool.imap(_work, tasks, chunksize=2)):
-                outcomes.append(collector.take(outcome))
-                if progress:
-                    progress(i + 1, len(tasks))
     outcomes.sort(key=lambda o: o.file)
     subjects = [o.subject for o in outcomes if o.subject is not None]
     findings: Sequence[Finding]

@@ -6,9 +6,12 @@ raises on bad input and never opens a file for writing.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..catalogue import problem_text
 from ..model import Study
 from . import safety
 from .base import FileResult, ReadSubject, Unusable, file_finding, finding_from
@@ -22,12 +25,16 @@ __all__ = ["FileResult", "ReadSubject", "read_file", "discover", "INPUT_SUFFIXES
 
 
 def discover(paths: Iterable[Path]) -> Iterator[Path]:
-    """Input files under `paths` (files as given, folders searched recursively), sorted, each once."""
+    """Input files under `paths` (files as given, folders searched recursively), sorted, each once.
+
+    Anything with an input's name that is not a folder is listed, a FIFO or a device too: read_file
+    refuses it with a finding naming it, rather than leaving it out unnamed.
+    """
     seen: set[Path] = set()
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            candidates = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES
+            candidates = [p for p in path.rglob("*") if p.suffix.lower() in INPUT_SUFFIXES and not p.is_dir()
                           and not p.name.startswith(("~$", ".~lock"))]  # Excel / LibreOffice lock files
         else:
             candidates = [path]
@@ -42,13 +49,25 @@ def discover(paths: Iterable[Path]) -> Iterator[Path]:
 def read_file(path: Path, display: str, study: Study, limits: safety.Limits = safety.DEFAULT_LIMITS) -> FileResult:
     """Read one input file; any problem that makes it unusable becomes one finding in the result."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block, a device (/dev/zero) never ends
+            what = "a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or \
+                stat.S_ISBLK(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file"
+            return FileResult(display, "", "unknown", 0, findings=[file_finding(
+                display, "FILE-NOT-REGULAR", problem_text("FILE-NOT-REGULAR", what=what))])
+        size = info.st_size
         if size > limits.max_file_bytes:
             return FileResult(display, "", "unknown", size, findings=[file_finding(
                 display, "FILE-TOO-LARGE", f"the file is {size // (1024 * 1024)} MB, far more than a CRF workbook",
                 "Send the workbook the study issued for this subject")])
-        with open(path, "rb") as fh:  # read once, read-only; everything below works on these bytes
-            data = fh.read()
+        # read once, read-only, never beyond the limit (the file may grow while it is read); no blocking open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:
+            return FileResult(display, "", "unknown", len(data), findings=[file_finding(
+                display, "FILE-TOO-LARGE", f"the file is over {limits.max_file_bytes // (1024 * 1024)} MB, far more than a CRF workbook",
+                "Send the workbook the study issued for this subject")])
     except OSError as exc:
         return FileResult(display, "", "unknown", 0, findings=[file_finding(
             display, "FILE-UNREADABLE", f"the file cannot be opened ({exc.strerror or exc})", "Check that it exists and is readable")])

@@ -24,6 +24,9 @@ class Limits:
     max_ratio: float = 200.0  # uncompressed / compressed, for entries over ratio_floor
     ratio_floor: int = 1024 * 1024
     max_file_bytes: int = 100 * 1024 * 1024  # the file itself
+    # the child process that reads and checks one file (crf.workers): beyond what it inherits, and wall time
+    max_read_memory: int = 1536 * 1024 * 1024
+    max_read_seconds: float = 180.0
 
 
 DEFAULT_LIMITS = Limits()
