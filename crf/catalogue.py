@@ -83,8 +83,8 @@ CODES: tuple[FindingCode, ...] = (
     # -- the workbook's structure ------------------------------------------------------------------------------
     _c("SHEET-MISSING", E, "structure", "a visit or log sheet is missing (one finding per sheet; its fields are not checked further)",
        "{problem}", "Send the complete workbook"),
-    _c("SHEET-TOO-LARGE", E, "structure", "a sheet with data far outside the form area (one finding; the sheet is not read)", "{problem}",
-       "Delete the cells outside the form and send it again"),
+    _c("CELL-REFERENCE-INVALID", E, "structure", "a cell whose reference is outside any sheet (D99999999999): not read, one finding per "
+       "sheet; the rest of the sheet is read", "{problem}", "Open it in Excel, save it again as .xlsx and send that copy"),
     _c("SHEET-DAMAGED", E, "structure", "a sheet that cannot be read (one finding; its fields are not checked further)", "{problem}",
        "Open it in Excel, save it again as .xlsx and send that copy"),
     _c("SHEET-RENAMED", W, "structure", "a renamed sheet, read through the defined names; nothing lost", "{problem}", "Please do not rename sheets"),
@@ -112,6 +112,11 @@ CODES: tuple[FindingCode, ...] = (
     _c("DATE-INVALID", E, "date", "a date that does not exist (2025-02-30)", "{value} {detail}", "Enter a real date as YYYY-MM-DD"),
     _c("DATE-FORMAT", E, "date", "a date written in a form that cannot be read", "{value} {detail}", "Enter the date as YYYY-MM-DD"),
     _c("TIME-INVALID", E, "format", "a time that cannot be read or does not exist", "{value} {detail}", "Enter the time as HH:MM (24-hour)"),
+    _c("CELL-ERROR", E, "format", "an input cell holding an Excel error value (#NUM!, #VALUE!, #N/A...), not read as blank",
+       "{value} {detail}", "Type the value itself into the cell"),
+    _c("CELL-UNREADABLE", E, "format", "a cell whose value cannot be read (a shared-string index past the table, a boolean cell holding "
+       "text, an unknown error value, a number too large): reported on its cell, the rest of the sheet is read", "{value} {detail}",
+       "Type the value into the cell again, save and send the workbook again"),
     _c("FORMULA-NO-VALUE", E, "format", "an input cell holds a formula without a cached value", "the cell {detail}",
        "Type the value itself instead of a formula"),
     _c("DERIVED-MISMATCH", E, "derived", "a calculated item sent with a value its calculation does not give (a formula typed over, or a "

@@ -81,6 +81,8 @@ def _child_main(work: Callable[[T], R], task: T, fd: int, stderr: IO[bytes], mem
     code = 0
     try:
         os.dup2(stderr.fileno(), 2)  # a Rust abort message is kept for the finding, not printed over the report
+        import faulthandler
+        faulthandler.disable()  # an abort here is reported as a finding; no dump of the parent's stacks
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _limit_memory(memory)
         try:

@@ -123,3 +123,79 @@ def test_output_that_is_a_hard_link_of_an_input_is_refused(good, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert b"never overwritten" in proc.stderr
     assert source.read_bytes() == good
+
+
+# -- 1 and 6. an absurd or far reference is one located finding; memory follows the real content -------------
+def _read(study, tmp_path, name: str, data: bytes):
+    from crf.readers import read_file
+    return read_file(_write(tmp_path, name, data), name, study)
+
+
+def test_impossible_reference_is_cut_before_the_reader_and_reported_on_its_sheet(study, good, tmp_path):
+    result = _read(study, tmp_path, "huge.xlsx", hostile.huge_reference(good))
+    assert result.subject is not None  # the workbook is read and checked
+    [finding] = [f for f in result.findings if f.rule == "CELL-REFERENCE-INVALID"]
+    assert finding.sheet == hostile.VISIT_SHEET and "D99999999999" in finding.message
+
+
+@pytest.mark.parametrize("maker, cell", [(hostile.last_row_first, "XFD1048576"), (hostile.stray_far_cell, "XFD3051")])
+def test_a_cell_far_outside_the_form_is_reported_where_it_is_and_costs_no_grid(study, good, tmp_path, maker, cell):
+    from crf.readers import sheet_xml
+    from tests.badfiles import parts, sheet_part
+
+    data = maker(good)
+    files = parts(data)
+    scan = sheet_xml.prescan(files[sheet_part(files, hostile.VISIT_SHEET)], (200, 6))
+    assert [(d.cell, d.reason) for d in scan.dropped] == [(cell, "far")]
+    assert scan.xml is not None and cell.encode() not in scan.xml  # calamine never sees it, so never sizes a grid to it
+    result = _read(study, tmp_path, "far.xlsx", data)
+    [finding] = [f for f in result.findings if f.rule == "VALUE-OUTSIDE-FORM"]
+    assert (finding.sheet, finding.cell) == (hostile.VISIT_SHEET, cell)
+    assert result.subject is not None and result.subject.record.visits["V1"]
+
+
+def test_common_sheets_are_not_rewritten(good):
+    from crf.readers import sheet_xml
+    from tests.badfiles import parts
+
+    for name, xml in parts(good).items():
+        if name.startswith("xl/worksheets/"):
+            scan = sheet_xml.prescan(xml, (300, 10))
+            assert scan.xml is None and not scan.dropped, name
+
+
+# -- 4. one bad cell is a finding on that cell; the rest of the sheet is still checked ---------------------------
+@pytest.mark.parametrize("case", ["boolean-holding-x", "unknown-error-value", "shared-string-past-table", "date-minus-1e309"])
+def test_a_value_that_cannot_be_read_is_a_finding_on_its_cell(study, good, tmp_path, case):
+    data = hostile.unreadable_values(good)[case]
+    result = validate(study, [_write(tmp_path, f"{case}.xlsx", data)], jobs=1, today=TODAY, base=tmp_path, stage_names=("fields",))
+    rules = [(f.rule, f.visit, f.field) for f in result.findings]
+    assert "SHEET-DAMAGED" not in {r for r, _, _ in rules}
+    field = "WEIGHT" if case != "date-minus-1e309" else "SVSTDAT"
+    [finding] = [f for f in result.findings if f.field == field]
+    assert finding.rule == "CELL-UNREADABLE" and finding.cell and finding.sheet, finding
+    assert "Traceback" not in finding.message and "Panic" not in finding.message
+    clean = validate(study, [_write(tmp_path / "clean", "clean.xlsx", good)], jobs=1, today=TODAY, stage_names=("fields",))
+    assert len(result.findings) == len(clean.findings) + 1  # every other field of that sheet was read and checked as before
+    outcome = result.files[0]
+    assert outcome.subject is not None
+
+
+def test_damaged_instructions_sheet_names_the_sheet(study, good, tmp_path):
+    from tests.badfiles import pack, parts, sheet_part
+
+    files = parts(good)
+    part = sheet_part(files, "Instructions")
+    files[part] = files[part][: len(files[part]) // 2]
+    result = _read(study, tmp_path, "damaged.xlsx", pack(files))
+    [finding] = result.findings
+    assert finding.rule == "SHEET-DAMAGED" and finding.sheet == "Instructions"
+
+
+# -- 5. an Excel error value is not a blank -------------------------------------------------------------------
+@pytest.mark.parametrize("error", ["#NUM!", "#VALUE!", "#N/A", "#DIV/0!"])
+def test_excel_error_value_in_an_input_is_reported_as_such(study, good, tmp_path, error):
+    data = hostile.set_named_cell(good, hostile.WEIGHT, lambda c: f'<c r="{c}" t="e"><v>{error}</v></c>')
+    result = validate(study, [_write(tmp_path, "e.xlsx", data)], jobs=1, today=TODAY, base=tmp_path, stage_names=("fields",))
+    [finding] = [f for f in result.findings if f.field == "WEIGHT"]
+    assert finding.rule == "CELL-ERROR" and error in finding.message and "blank" not in finding.message

@@ -28,20 +28,17 @@ from ..fieldmap import iter_fields
 from ..findings import Severity
 from ..model import Study
 from ..subject import Location, SubjectRecord
-from . import safety, sheet_scan
+from . import safety, sheet_scan, sheet_xml
 from .base import ReadSubject, Unusable, file_finding
-from .convert import ValueIssue, clean_text, convert
+from .convert import ValueIssue, clean_text, convert, show_value
 
 NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 NS_PKG_REL = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _REF = re.compile(r"^(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)$")
 _CELL = re.compile(r"^([A-Z]{1,3})(\d+)$")
-_LAST_ROW = re.compile(rb'<row [^>]*?r="(\d+)"')
-_WIDE_COLUMN = re.compile(rb'<c r="[A-Z]{3}\d')
 _FORMULA_CELL = re.compile(rb'<c\b([^>]*?)(?:/>|>(.*?)</c>)', re.S)
 _CELL_REF = re.compile(rb'\br="([A-Z]{1,3}\d+)"')
-MAX_SHEET_CELLS = 5_000_000
 FIX_SEND_ORIGINAL = "Enter the data in the workbook the study sent for this subject and send that file"
 
 
@@ -156,6 +153,8 @@ class _Package:
     date1904: bool
     sheet_xml: dict[str, bytes]  # zip part -> bytes (worksheets only)
     key: bytes = b""  # digest of xl/workbook.xml and its relationships
+    data: bytes = b""  # the whole file (a sheet taken apart by crf.readers.sheet_xml is re-packed from it)
+    shared_strings: bytes = b""
 
 
 def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
@@ -184,11 +183,13 @@ def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
             if name.endswith("/"):
                 continue
             keep = name.startswith("xl/worksheets/") and name.endswith(".xml")
-            part = safety.stream_check(zf, name, limits, keep=keep or name in ("xl/workbook.xml", "xl/_rels/workbook.xml.rels"))
+            part = safety.stream_check(zf, name, limits, keep=keep or name in ("xl/workbook.xml", "xl/_rels/workbook.xml.rels",
+                                                                               "xl/sharedStrings.xml"))
             if part is not None:
                 sheet_xml[name] = part
         workbook_xml = sheet_xml.pop("xl/workbook.xml")
         rels_xml = sheet_xml.pop("xl/_rels/workbook.xml.rels", b"")
+        shared_strings = sheet_xml.pop("xl/sharedStrings.xml", b"")
     except safety.UnsafeFile as exc:
         raise Unusable(exc.rule, exc.problem, exc.fix)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, ValueError, RuntimeError) as exc:
@@ -206,7 +207,7 @@ def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
     sheet_parts = {name: rels.targets.get(rid, "") for name, rid in book.sheets}
     defined = dict(book.names)  # a copy: the parsed result may be shared with later files
     date1904 = book.date1904
-    return _Package(sheet_parts, defined, date1904, sheet_xml, workbook_key(workbook_xml, rels_xml))
+    return _Package(sheet_parts, defined, date1904, sheet_xml, workbook_key(workbook_xml, rels_xml), data, shared_strings)
 
 
 _META_ROW = re.compile(rb'<row r="(\d+)"[^>]*>(.*?)</row>', re.S)
@@ -413,15 +414,70 @@ class _Reader:
     def rows(self, sheet: str) -> list[list[Any]]:
         cache = self.__dict__.setdefault("_cache", {})
         if sheet not in cache:
-            part = self.package.sheet_parts.get(sheet, "")
-            xml = self.package.sheet_xml.get(part)
-            if xml is not None and _too_large(xml):
-                raise _SheetTooLarge(sheet)
-            try:
-                cache[sheet] = self.book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
-            except Exception as exc:  # a damaged sheet part
-                raise _SheetDamaged(sheet, f"{type(exc).__name__}: {str(exc)[:120]}")
+            cache[sheet] = self._read_rows(sheet)
         return cache[sheet]
+
+    def _read_rows(self, sheet: str) -> list[list[Any]]:
+        """The sheet's cells, through crf.readers.sheet_xml first: what calamine could not survive is taken out and reported."""
+        part = self.package.sheet_parts.get(sheet, "")
+        xml = self.package.sheet_xml.get(part)
+        if xml is None:
+            return self._calamine_rows(self.book, sheet)
+        scan = sheet_xml.prescan(xml, self._form_extent(sheet))
+        self.scans[sheet] = scan
+        book = self._book_with(part, scan.xml) if scan.xml is not None else self.book
+        try:
+            return self._calamine_rows(book, sheet)
+        except _SheetDamaged:
+            current = scan.xml if scan.xml is not None else xml
+            bad = sheet_xml.bad_values(current, sheet_xml.shared_string_count(self.package.shared_strings))
+            if not bad:
+                raise
+            retry = sheet_xml.prescan_without(current, bad, self._form_extent(sheet))
+            scan.dropped.extend(retry.dropped)
+            return self._calamine_rows(self._book_with(part, retry.xml or current), sheet)
+
+    def _calamine_rows(self, book: Any, sheet: str) -> list[list[Any]]:
+        try:
+            return book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)  # type: ignore[no-any-return]  # calamine: lists of cells
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # a damaged sheet part; a Rust panic (pyo3 PanicException) is a BaseException
+            raise _SheetDamaged(sheet, f"{type(exc).__name__}: {str(exc)[:120]}")
+
+    @property
+    def scans(self) -> dict[str, sheet_xml.SheetScan]:
+        return self.__dict__.setdefault("_scans", {})  # type: ignore[no-any-return]  # sheet -> its pre-scan
+
+    def _form_extent(self, sheet: str) -> tuple[int, int]:
+        """(rows, columns) the study's named cells use on `sheet`: what is kept of it however far a stray cell lies."""
+        extents: dict[str, tuple[int, int]] = self.__dict__.get("_extents") or {}
+        if not extents:
+            for text in self.package.names.values():
+                ref = parse_reference(text)
+                if ref is not None:
+                    rows, cols = extents.get(ref.sheet, (0, 0))
+                    extents[ref.sheet] = (max(rows, ref.row + 1), max(cols, ref.col + 1))
+            self.__dict__["_extents"] = extents
+        return extents.get(sheet, (0, 0))
+
+    def _book_with(self, part: str, xml: bytes) -> Any:
+        """A calamine workbook of the same package with `part` replaced (parts stored, not compressed: read once, in memory)."""
+        replaced: dict[str, bytes] = self.__dict__.setdefault("_replaced", {})
+        replaced[part] = xml
+        source = zipfile.ZipFile(io.BytesIO(self.package.data))
+        out = io.BytesIO()
+        with source, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as target:
+            for info in source.infolist():
+                if info.filename.endswith("/"):
+                    continue
+                target.writestr(info.filename, replaced.get(info.filename) or source.read(info.filename))
+        old = self.__dict__.get("_sanitised")
+        if old is not None:
+            old.close()
+        book = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(out.getvalue()))
+        self.__dict__["_sanitised"] = book
+        return book
 
     def cell_value(self, ref: CellRef) -> Any:
         rows = self.rows(ref.sheet)
@@ -545,10 +601,12 @@ class _Reader:
         for spec, ref in inserted:
             by_sheet[ref.sheet].append((spec, ref))
         log_numbers: dict[str, dict[int, Optional[int]]] = defaultdict(dict)  # sheet row -> log row number (None: inserted)
+        reported: set[tuple[str, str]] = set()  # (sheet, cell) of unreadable cells reported on their field
         for sheet, entries in by_sheet.items():  # one sheet at a time: its rows are read once
             rows = self.rows(sheet)
             height = len(rows)
             no_value = self.formula_cells_without_value(sheet)
+            specials = self.cell_issues(sheet)
             for f, ref in entries:
                 raw: Any = ""
                 if ref.row < height:
@@ -560,6 +618,18 @@ class _Reader:
                 blank = raw == "" or raw is None or (raw.__class__ is str and not clean_text(raw))
                 if is_log:
                     log_numbers[f.container].setdefault(ref.row, f.row + 1 if f.row >= 0 else None)  # type: ignore[operator]  # is_log: f.row is an int
+                special = specials.get(ref.cell) if specials else None
+                if special is not None and item.is_input and item.fixed is None and item.derived is None:
+                    reported.add((sheet, ref.cell))  # a value that could not be read, or an Excel error value: on its field
+                    if is_log:
+                        log_refs[f.container][ref.row][item.id] = ref
+                        log_rows[f.container].setdefault(ref.row, {})
+                        log_issues[f.container][ref.row][item.id] = special
+                    else:
+                        locations[f.path] = Location(display, sheet, ref.cell)
+                        visit_values.setdefault(f.container, {}).setdefault(f.form, {})
+                        result.issues[f.path] = special
+                    continue
                 if blank and is_log:
                     log_refs[f.container][ref.row][item.id] = ref
                     if not item.is_input or ref.cell not in no_value:
@@ -630,9 +700,50 @@ class _Reader:
             ref = located.get(f.path)
             if ref is not None:
                 read_cells[ref.sheet].add((ref.row, ref.col))
+        self.report_cut_cells(reported)
         self.findings.extend(sheet_scan.stray_values(study, display, self.site, self.subject, self.sheet_names, read_cells,
                                                      self.rows, {sheet: entries[0][0].container for sheet, entries in by_sheet.items() if entries}))
         return result
+
+    def cell_issues(self, sheet: str) -> dict[str, ValueIssue]:
+        """Cells of `sheet` whose value could not be read (taken out by crf.readers.sheet_xml) or hold an Excel error value."""
+        scan = self.scans.get(sheet)
+        if scan is None or not (scan.errors or scan.dropped):
+            return {}
+        out: dict[str, ValueIssue] = {}
+        for cell, error in scan.errors.items():
+            out[cell] = ValueIssue("CELL-ERROR", error, f"{show_value(error)} is an Excel error value (a formula or a paste that "
+                                   "failed), not a value", "Type the value itself into the cell", "a value")
+        for cut in scan.dropped:
+            if cut.reason == "value":
+                out[cut.cell] = ValueIssue("CELL-UNREADABLE", cut.value, f"{show_value(cut.value)} {cut.detail}",
+                                           "Type the value into the cell again, save and send the workbook again", "a value")
+        return out
+
+    def report_cut_cells(self, reported: set[tuple[str, str]]) -> None:
+        """Cells taken out before the reader saw them and not reported on a field: located findings, one kind per sheet."""
+        for sheet, scan in sorted(self.scans.items()):
+            for cut in scan.dropped:
+                if cut.reason == "value" and (sheet, cut.cell) not in reported:
+                    self.findings.append(file_finding(
+                        self.display, "CELL-UNREADABLE", f"{show_value(cut.value)} {cut.detail}", sheet=sheet, cell=cut.cell,
+                        site=self.site, subject=self.subject, value=cut.value))
+            for reason, rule in (("far", "VALUE-OUTSIDE-FORM"), ("reference", "CELL-REFERENCE-INVALID")):
+                cuts = [c for c in scan.dropped if c.reason == reason]
+                if not cuts:
+                    continue
+                more = f" and {len(cuts) - 1} more cell(s) of this sheet" if len(cuts) > 1 else ""
+                if reason == "far":
+                    problem = (f"{cuts[0].detail} was typed at {cuts[0].cell}, far outside the form{more}, so it was not read")
+                    fix = "Type each value in its input cell of the form; delete whatever was typed or pasted far outside it"
+                    cell = cuts[0].cell
+                else:
+                    problem = (f"a cell has the impossible reference '{cuts[0].cell}' (it holds {cuts[0].detail}){more}; "
+                               "it was not read")
+                    fix = "The file was damaged or made by another program: open it in Excel, save it again as .xlsx and send that copy"
+                    cell = ""
+                self.findings.append(file_finding(self.display, rule, problem, fix, sheet=sheet, cell=cell, site=self.site,
+                                                  subject=self.subject, category="structure", value=cuts[0].detail))
 
     def renamed(self, sheet: str, sheet_fields: list[_Spec], fieldmap: "_FieldMap") -> bool:
         """The field map names another sheet for this sheet's first field (Excel renamed the names with the sheet)."""
@@ -662,9 +773,6 @@ class _Reader:
                 try:
                     self.rows(sheet)
                     continue
-                except _SheetTooLarge:
-                    problem, fix, rule = ("the sheet has data far outside the form area (the file would need millions of cells)",
-                                          "Delete whatever was typed or pasted outside the form, save and send again", "SHEET-TOO-LARGE")
                 except _SheetDamaged as exc:
                     problem, fix, rule = (f"the sheet cannot be read ({exc.detail})", "Open the file in Excel, save it and send it again", "SHEET-DAMAGED")
             else:
@@ -684,26 +792,11 @@ class _Reader:
                 _NOT_RENAMED.popitem(last=False)
 
 
-class _SheetTooLarge(Exception):
-    pass
-
-
 class _SheetDamaged(Exception):
     def __init__(self, sheet: str, detail: str):
         super().__init__(sheet, detail)  # both in args: the exception must survive pickling between processes
         self.sheet = sheet
         self.detail = detail
-
-
-def _too_large(xml: bytes) -> bool:
-    """Would calamine allocate millions of cells for this sheet (it keeps a dense grid)?"""
-    tail = xml[-4096:] if len(xml) > 4096 else xml
-    last_rows = _LAST_ROW.findall(tail) or _LAST_ROW.findall(xml)
-    max_row = int(last_rows[-1]) if last_rows else 0
-    if max_row * 16384 <= MAX_SHEET_CELLS * 10:  # short enough at any width: skip the scan of the whole sheet
-        return False
-    width = 16384 if _WIDE_COLUMN.search(xml) else 702
-    return max_row * width > MAX_SHEET_CELLS * 10 or (max_row > 200_000)
 
 
 def _text(value: Any) -> str:
@@ -732,10 +825,10 @@ def read_workbook(data: bytes, display: str, study: Study, limits: safety.Limits
         subject = reader.read()
     except _SheetDamaged as exc:  # a sheet the reader needs before any field (Instructions, _meta)
         raise Unusable("SHEET-DAMAGED", f"the sheet '{exc.sheet}' is damaged and cannot be read ({exc.detail})",
-                       "Open the file in Excel, save it again as .xlsx and send that copy")
-    except _SheetTooLarge as exc:
-        raise Unusable("SHEET-TOO-LARGE", f"the sheet '{exc.args[0]}' has data far outside the form area",
-                       "Delete whatever was typed or pasted outside the form, save and send again")
+                       "Open the file in Excel, save it again as .xlsx and send that copy", sheet=exc.sheet)
     finally:
         book.close()
+        sanitised = reader.__dict__.get("_sanitised")
+        if sanitised is not None:
+            sanitised.close()
     return subject, reader.findings

@@ -149,7 +149,7 @@ def make_corpus(good: bytes, study_id: str, subject_json: dict) -> list[BadFile]
     far = dict(files)
     part = sheet_part(files, "V2 Day 14")
     far[part] = far[part].replace(b"</sheetData>", b'<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row></sheetData>')
-    add(("far-away-cell.xlsx", pack(far), "SHEET-TOO-LARGE"))
+    add(("far-away-cell.xlsx", pack(far), "VALUE-OUTSIDE-FORM"))  # cut before the reader allocates its grid, reported where it is
     add(("subject-changed.xlsx", set_text(good, "SUBJECT_ID", "01-999"), "SUBJECT-CHANGED"))
     add(("not-json.json", b"{\"study\": \"BEL-NMOSD\", ", "FILE-NOT-JSON"))
     add(("other-study.json", json.dumps({**subject_json, "study": "OTHER-TRIAL"}).encode(), "WRONG-STUDY"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from . import pack, parts, sheet_part
+from . import name_ref, pack, parts, sheet_part
 
 VISIT_SHEET = "V1 Day 0"
 
@@ -46,3 +46,33 @@ def stray_far_cell(good: bytes, sheet: str = VISIT_SHEET) -> bytes:
     """One value at XFD3051 (after the form's rows): 50 million cells of grid for one value."""
     return edit_sheet(good, sheet, lambda x: x.replace(
         "</sheetData>", '<row r="3051"><c r="XFD3051" t="inlineStr"><is><t>note</t></is></c></row></sheetData>', 1))
+
+
+def set_named_cell(good: bytes, name: str, cell_xml: Callable[[str], str]) -> bytes:
+    """Replace the cell behind defined name `name` with `cell_xml(reference)` (its style kept)."""
+    files = parts(good)
+    sheet, cell = name_ref(files, name)
+    part = sheet_part(files, sheet)
+    xml = files[part].decode()
+    pattern = re.compile(r'<c r="' + cell + r'"(?: [^>]*?)?(?:/>|>.*?</c>)', re.S)
+    style = re.search(r'<c r="' + cell + r'"[^>]*?( s="\d+")', xml)
+    new = cell_xml(cell).replace(f'<c r="{cell}"', f'<c r="{cell}"{style[1] if style else ""}', 1)
+    xml, n = pattern.subn(new, xml, count=1)
+    assert n == 1, (name, cell)
+    files[part] = xml.encode()
+    return pack(files)
+
+
+# a defined name of an input on the Day 0 sheet, one of a date, one of an optional text
+WEIGHT = "F_V1__VS_PRE__WEIGHT"
+VISIT_DATE = "F_V2__SV__SVSTDAT"
+
+
+def unreadable_values(good: bytes) -> dict[str, bytes]:
+    """One workbook per value the workbook library cannot read: each would lose its whole sheet."""
+    return {
+        "boolean-holding-x": set_named_cell(good, WEIGHT, lambda c: f'<c r="{c}" t="b"><v>x</v></c>'),
+        "unknown-error-value": set_named_cell(good, WEIGHT, lambda c: f'<c r="{c}" t="e"><v>#BOGUS!</v></c>'),
+        "shared-string-past-table": set_named_cell(good, WEIGHT, lambda c: f'<c r="{c}" t="s"><v>99999</v></c>'),
+        "date-minus-1e309": set_named_cell(good, VISIT_DATE, lambda c: f'<c r="{c}"><v>-1e309</v></c>'),
+    }
