@@ -62,6 +62,9 @@ CODES: tuple[FindingCode, ...] = (
     _c("READER-CRASHED", E, "file", "reading the file stopped the process that read it (the workbook library aborted, ran out of its "
        "memory limit or failed); the other files are still checked", "the file could not be read: {detail}",
        "Open it in Excel, save it again as .xlsx and send that copy; if this persists, send the file to the data manager"),
+    _c("READER-FAILED", E, "internal", "the reader failed on a file in a way no check foresaw: a fault of the validator, not of the file "
+       "(the other files are still checked)", "the reader stopped on this file ({detail}); this is a fault of the validator",
+       "Send the file and this message to the data manager; nothing needs to change in the file"),
     _c("READER-TIMEOUT", E, "file", "reading and checking the file took longer than the time limit (3 minutes); it was stopped, the other "
        "files are still checked", "the file could not be read: {detail}",
        "Open it in Excel, save it again as .xlsx and send that copy; if this persists, send the file to the data manager"),

@@ -33,6 +33,7 @@ from .messages import render
 from .model import Study, split_visit_key
 from .readers import discover, read_file
 from .readers.base import FileResult, ReadSubject, file_finding
+from .readers.convert import safe_text
 from .readers.safety import DEFAULT_LIMITS, Limits
 from .rules.supersede import supersede
 from .spill import Collector, SpilledFindings, VisitSeverity
@@ -405,7 +406,7 @@ def display_name(path: Path, base: Optional[Path] = None) -> str:
             name = path.resolve().relative_to(folder.resolve()).as_posix()
         except ValueError:
             name = path.as_posix()
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return safe_text(name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))  # no terminal escapes from a file name
 
 
 def validate(study: Study, paths: Sequence[Path], jobs: Optional[int] = None, stage_names: Optional[Sequence[str]] = None,

@@ -199,3 +199,141 @@ def test_excel_error_value_in_an_input_is_reported_as_such(study, good, tmp_path
     result = validate(study, [_write(tmp_path, "e.xlsx", data)], jobs=1, today=TODAY, base=tmp_path, stage_names=("fields",))
     [finding] = [f for f in result.findings if f.field == "WEIGHT"]
     assert finding.rule == "CELL-ERROR" and error in finding.message and "blank" not in finding.message
+
+
+# -- 2, 3, 9, 10. text and numbers are made safe where they enter; every report parses strictly ------------------
+def _strict_json(data: bytes):
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(data, parse_constant=refuse)
+
+
+def _hostile_inputs(good: bytes) -> dict[str, bytes]:
+    doc = json.loads(SUBJECT.read_text())
+    doc["logs"]["AE"][0]["AETERM"] = "Head\udfffache \x1b[2J\rgone"
+    surrogate = json.dumps(doc).encode()  # json.dumps writes the lone surrogate as \\udfff: valid JSON, not valid UTF-16
+    doc = json.loads(SUBJECT.read_text())
+    doc["visits"]["V1"]["VS_PRE"]["WEIGHT"] = "@"
+    text = json.dumps(doc)
+    return {
+        "surrogate.json": surrogate,
+        "infinite.json": text.replace('"@"', "1e400").encode(),
+        "nan.json": text.replace('"@"', "NaN").encode(),
+        "digits.json": text.replace('"@"', "7" * 5000).encode(),
+        "escape.xlsx": hostile.text_value(good, "Head\x1b[2Jache\rgone"),
+        "infinite.xlsx": hostile.number_cell(good, "1e309"),
+        "meta-not-utf8.xlsx": hostile.meta_not_utf8(good),
+    }
+
+
+def test_values_that_no_report_can_carry_are_findings_and_every_report_parses(study, good, tmp_path):
+    folder = tmp_path / "in"
+    for name, data in _hostile_inputs(good).items():
+        _write(folder, name, data)
+    result = validate(study, [folder], jobs=1, today=TODAY, base=tmp_path)
+    by_file = _by_file(result)
+    for name in ("infinite.json", "nan.json", "digits.json", "infinite.xlsx"):
+        [weight] = [f for f in by_file[f"in/{name}"] if f.field == "WEIGHT"]
+        assert weight.rule == "NOT-A-NUMBER", (name, weight)
+    assert "5,000 digits" in [f for f in by_file["in/digits.json"] if f.field == "WEIGHT"][0].message
+    [meta] = by_file["in/meta-not-utf8.xlsx"]
+    assert meta.rule == "SHEET-DAMAGED" and meta.sheet == "_meta"  # the file's own damage, named, not "save it again as .xlsx"
+    for fmt in ("json", "text", "csv", "html", "xlsx"):
+        out = tmp_path / f"report.{fmt}"
+        proc = _cli([str(folder), "--format", fmt, "--output", str(out)], tmp_path)
+        assert proc.returncode == 1, (fmt, proc.stderr[-2000:])
+        assert b"Traceback" not in proc.stderr, fmt
+        data = out.read_bytes()
+        if fmt == "json":
+            doc = _strict_json(data)
+            assert {f["file"] for f in doc["inputs"]} == {f"in/{n}" for n in _hostile_inputs(good)}  # every input named
+            terms = [f for f in doc["findings"] if "Head" in json.dumps(f, ensure_ascii=False)]
+            assert terms == [] or all("\x1b" not in json.dumps(t, ensure_ascii=False) for t in terms)
+        if fmt in ("text", "csv", "html"):
+            text = data.decode("utf-8")  # strict: no lone surrogate could be encoded
+            assert "\x1b" not in text and "\r" not in text.replace("\r\n", "\n") if fmt == "text" else "\x1b" not in text
+
+
+def test_terminal_escapes_from_values_and_file_names_are_shown_not_sent(study, good, tmp_path):
+    folder = tmp_path / "in"
+    _write(folder, "escape.xlsx", hostile.text_value(good, "Nausea", name="F_V1__VS_PRE__WEIGHT"))
+    _write(folder, "name\x1b[2J.xlsx", hostile.text_value(good, "\x1b]0;owned\x07seventy\r", name="F_V1__VS_PRE__WEIGHT"))
+    proc = _cli([str(folder)], tmp_path)
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+    assert b"\x1b" not in proc.stdout and b"\r" not in proc.stdout and b"\x07" not in proc.stdout
+    assert b"\\x1b" in proc.stdout  # what was sent stays visible
+
+
+def test_a_json_document_with_20000_log_rows_is_bounded_and_said_so(study, tmp_path):
+    doc = json.loads(SUBJECT.read_text())
+    doc["logs"]["AE"] = [dict(doc["logs"]["AE"][0], AESPID=i + 1) for i in range(20_000)]
+    path = _write(tmp_path, "many.json", json.dumps(doc).encode())
+    result = validate(study, [path], jobs=1, today=TODAY, base=tmp_path)
+    [finding] = [f for f in result.findings if f.rule == "LOG-STRUCTURE"]
+    assert "20,000 rows" in finding.message and finding.form == "AE"
+
+
+def test_formula_scan_is_linear(study, good, tmp_path):
+    from crf.readers.xlsx import _open_package, _Reader
+    from crf.readers.safety import DEFAULT_LIMITS
+
+    small, large = hostile.many_empty_formulas(good, 2_000), hostile.many_empty_formulas(good, 40_000)
+    counts = []
+    for data in (small, large):
+        from types import SimpleNamespace
+        reader = _Reader(study, "f.xlsx", _open_package(data, "f.xlsx", DEFAULT_LIMITS), SimpleNamespace(sheet_names=[]))
+        calls = 0
+        original = bytes.find
+
+        xml = reader.package.sheet_xml[reader.package.sheet_parts[hostile.VISIT_SHEET]]
+
+        class Counting(bytes):
+            def find(self, *args):  # type: ignore[override]
+                nonlocal calls
+                calls += 1
+                return original(self, *args)
+
+            def rfind(self, sub, start=0, end=None):  # type: ignore[override]
+                nonlocal calls
+                calls += (end if end is not None else len(self)) - start  # bytes looked at, at most
+                return bytes.rfind(self, sub, start, end if end is not None else len(self))
+
+        reader.package.sheet_xml[reader.package.sheet_parts[hostile.VISIT_SHEET]] = Counting(xml)
+        reader.formula_cells_without_value(hostile.VISIT_SHEET)
+        counts.append(calls)
+    assert counts[1] < counts[0] * 40  # 20 times the formulas: about 20 times the work, not 400
+
+
+# -- 7. findings are a function of the file's bytes and the options --------------------------------------------
+def test_whether_a_sheet_was_renamed_does_not_depend_on_files_read_before(study, good, tmp_path):
+    renamed = hostile.meta_says_renamed(good)
+    alone = validate(study, [_write(tmp_path / "alone", "b.xlsx", renamed)], jobs=1, today=TODAY, stage_names=("fields",))
+    assert [f.rule for f in alone.findings] == ["SHEET-RENAMED"]
+    both = tmp_path / "both"
+    _write(both, "a.xlsx", good)
+    _write(both, "b.xlsx", renamed)
+    after = validate(study, [both], jobs=1, today=TODAY, stage_names=("fields",), base=both)
+    assert [f.rule for f in after.findings if f.file == "b.xlsx" and f.rule != "DUPLICATE-SUBJECT"] == ["SHEET-RENAMED"]
+
+
+def test_the_same_findings_in_any_order_and_with_any_jobs(study, good, tmp_path):
+    import random
+
+    corpus = {"good": good, "renamed": hostile.meta_says_renamed(good), "huge": hostile.huge_reference(good),
+              "far": hostile.stray_far_cell(good), **hostile.unreadable_values(good)}
+    corpus.update({k.replace(".", "-"): v for k, v in _hostile_inputs(good).items()})
+    suffix = {k: ".json" if k.endswith("-json") else ".xlsx" for k in corpus}
+    runs = []
+    for jobs, seed in ((1, 1), (2, 2), (1, 3)):
+        names = list(corpus)
+        random.Random(seed).shuffle(names)  # the order the files are read in follows their names
+        folder = tmp_path / f"run{seed}"
+        content_of = {}
+        for i, key in enumerate(names):
+            name = f"{i:02d}{suffix[key]}"
+            _write(folder, name, corpus[key])
+            content_of[name] = key
+        result = validate(study, [folder], jobs=jobs, today=TODAY, base=folder)
+        runs.append(sorted((content_of[f.file], f.rule, f.sheet, f.cell, f.visit, f.field, f.row,
+                            f.message.replace(f.file, "FILE")) for f in result.findings if f.rule != "DUPLICATE-SUBJECT"))
+    assert runs[0] == runs[1] == runs[2]

@@ -15,6 +15,7 @@ from ..catalogue import problem_text
 from ..model import Study
 from . import safety
 from .base import FileResult, ReadSubject, Unusable, file_finding, finding_from
+from .convert import safe_text
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 JSON_SUFFIXES = (".json",)
@@ -104,9 +105,9 @@ def read_file(path: Path, display: str, study: Study, limits: safety.Limits = sa
         result.findings = [file_finding(display, "FILE-UNREADABLE", f"the file is too complex to read ({type(exc).__name__})",
                                         "Send the workbook the study issued for this subject")]
         return result
-    except Exception as exc:  # damage no reader foresaw: one finding for this file, the others are still checked
-        result.findings = [file_finding(display, "FILE-UNREADABLE", f"the file cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
-                                        "Open it in Excel, save it again as .xlsx and send that copy")]
+    except Exception as exc:  # a fault of the reader, not of the file: said so, one finding, the other files are still checked
+        result.findings = [file_finding(display, "READER-FAILED", problem_text(
+            "READER-FAILED", detail=safe_text(f"{type(exc).__name__}: {str(exc)[:120]}")))]
         return result
     result.subject = subject
     result.findings = findings

@@ -56,6 +56,37 @@ class ValueIssue:
 Converted = Union[Any, ValueIssue]
 
 
+# Characters that must not travel from an input into a report or a terminal: C0/C1 controls except tab and
+# line feed (ESC would drive the terminal, CR rewrite the line), DEL, and lone UTF-16 surrogates (not encodable).
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\r\n?")
+
+
+def _visible(match: "re.Match[str]") -> str:
+    ch = match[0]
+    if ch[0] == "\r":
+        return "\n"  # a line end as Windows or an old Mac writes it
+    return f"\\u{ord(ch):04x}" if ord(ch) > 0xFF else f"\\x{ord(ch):02x}"
+
+
+def safe_text(value: str) -> str:
+    """`value` with each unsafe character written out visibly ('\\x1b', '\\udfff'): what was sent stays readable, and
+    every report writer and terminal gets text it can carry. Applied once, where values enter from an input."""
+    if _UNSAFE.search(value) is None:
+        return value
+    return _UNSAFE.sub(_visible, value)
+
+
+def safe_value(value: Any) -> Any:
+    """safe_text through a JSON value (strings and keys of objects and lists)."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, list):
+        return [safe_value(v) for v in value]
+    if isinstance(value, dict):
+        return {safe_text(k) if isinstance(k, str) else k: safe_value(v) for k, v in value.items()}
+    return value
+
+
 def clean_text(value: str) -> str:
     """Strip stray spaces, including the non-breaking ones pasted from other programs."""
     return value.replace("\u00a0", " ").replace("\u202f", " ").strip()
@@ -79,9 +110,13 @@ def convert(item: Item, raw: Any, date1904: bool = False) -> Converted:
     if raw is None:
         return None
     if isinstance(raw, str):
-        raw = clean_text(raw)
+        raw = clean_text(safe_text(raw))
         if raw == "":
             return None
+    elif raw.__class__ is float and not math.isfinite(raw):  # <v>1e309</v>: no JSON report may carry Infinity or NaN
+        shown = "NaN" if raw != raw else "Infinity" if raw > 0 else "-Infinity"
+        return ValueIssue("NOT-A-NUMBER", shown, f"'{shown}' is not a number (the cell holds a number too large for any program)",
+                          "Type the value again", "a number")
     kind = item.kind
     if kind is ItemKind.INTEGER:
         return _to_number(item, raw, integer=True)

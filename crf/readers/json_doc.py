@@ -6,15 +6,67 @@ dropped as in a workbook. Visits, forms and logs that the study does not have ar
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from ..findings import Severity
 from ..model import Study, split_visit_key
 from ..subject import Location, SubjectRecord
 from .base import ReadSubject, Unusable, file_finding
+from .convert import ValueIssue, safe_value
 
 MAX_JSON_BYTES = 50 * 1024 * 1024
 MAX_DEPTH = 20
+MAX_DIGITS = 300  # an integer longer than this is no measurement (Python refuses over 4,300 digits)
+LOG_ROWS_FACTOR = 4  # a log with more rows than this many times those it offers is cut to those (and reported)
+
+
+@dataclass(frozen=True)
+class _Unreadable:
+    """A JSON number no report can carry: 1e400 (infinite as a float), NaN, Infinity, or thousands of digits."""
+
+    text: str
+
+    def issue(self) -> ValueIssue:
+        shown = self.text if len(self.text) <= 40 else f"{self.text[:20]}… ({len(self.text):,} digits)"
+        what = f"a number with {len(self.text):,} digits" if len(self.text) > MAX_DIGITS else "not a finite number"
+        return ValueIssue("NOT-A-NUMBER", shown, f"'{shown}' is {what}", "Export the value again as a number", "a number")
+
+
+def _float(text: str) -> Any:
+    value = float(text)
+    return value if math.isfinite(value) else _Unreadable(text)
+
+
+def _int(text: str) -> Any:
+    return int(text) if len(text) <= MAX_DIGITS else _Unreadable(text)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_float=_float, parse_int=_int, parse_constant=_Unreadable)
+
+
+def _plain(value: Any) -> Any:
+    """Unreadable numbers where nothing reads them as a value (identity, ids, inside lists) become their text."""
+    if isinstance(value, _Unreadable):
+        return value.text[:60]
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _split(values: dict[str, Any], path: str, issues: dict[str, ValueIssue]) -> dict[str, Any]:
+    """An item's unreadable number becomes a finding on it (like a cell that cannot be read), not a value."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, _Unreadable):
+            issues[f"{path}/{key}"] = value.issue()
+        else:
+            out[key] = _plain(value)
+    return out
 
 
 def _blank(value: Any) -> bool:
@@ -50,7 +102,7 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
         raise Unusable("FILE-TOO-LARGE", f"the file is {len(data) // (1024 * 1024)} MB, far more than one subject's data",
                        "Send one subject per file")
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
+        doc = safe_value(_loads(data.decode("utf-8-sig")))  # lone surrogates and control characters made visible, once
     except UnicodeDecodeError:
         raise Unusable("FILE-NOT-JSON", "the file is not UTF-8 text", "Export the subject document again as UTF-8 JSON")
     except json.JSONDecodeError as exc:
@@ -61,6 +113,8 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
     if not isinstance(doc, dict) or _depth(doc) > MAX_DEPTH:
         raise Unusable("FILE-NOT-SUBJECT", "the JSON is not one subject document ({\"study\", \"subject\", \"visits\", \"logs\"})",
                        "Send one subject per file, in the structure of docs/report-format.md")
+    issues: dict[str, ValueIssue] = {}
+    doc = {k: (v if k in ("visits", "logs") else _plain(v)) for k, v in doc.items()}
     site, subject = str(doc.get("site") or ""), str(doc.get("subject") or "")
     if doc.get("study") != study.id:
         raise Unusable("WRONG-STUDY", f"this document belongs to study '{doc.get('study') or 'unknown'}', not to {study.id}",
@@ -92,7 +146,12 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
         kept: dict[str, dict[str, Any]] = {}
         for name, values in forms.items():
             if isinstance(values, dict):
-                values = {k: v for k, v in values.items() if not _blank(v)}
+                values = _split({k: v for k, v in values.items() if not _blank(v)}, f"/visits/{visit_id}/{name}", issues)
+                for item_id in issues.keys() & {f"/visits/{visit_id}/{name}/{k}" for k in forms[name]}:
+                    record.locations[item_id] = Location(display)
+            else:
+                values = _plain(values)
+            if isinstance(values, dict):
                 if not values:
                     continue
             kept[name] = values  # unknown forms and non-objects are left for the schema to report
@@ -102,7 +161,7 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
         if kept:
             record.visits[visit_id] = kept
     logs = doc.get("logs") or {}
-    known_logs = {lg.id for lg in study.logs}
+    known_logs = {lg.id: lg for lg in study.logs}
     result = ReadSubject(record)
     if isinstance(logs, dict):
         for log_id, rows in logs.items():
@@ -111,16 +170,30 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
                                              f"Use the log ids of the study ({', '.join(sorted(known_logs))})", site=site, subject=subject,
                                              category="structure"))
                 continue
-            kept_rows = []
+            offered = known_logs[log_id].rows
+            if len(rows) > LOG_ROWS_FACTOR * offered:  # 20,000 rows of a 40-row log: bounded, and said so
+                findings.append(file_finding(
+                    display, "LOG-STRUCTURE", f"the log {log_id} has {len(rows):,} rows, far more than the {offered} it offers; only the "
+                    f"first {offered} were read and checked", "Export only the subject's own rows; tell the data manager",
+                    site=site, subject=subject, category="structure", form=log_id))
+                rows = rows[:offered]
+            kept_rows: list[Any] = []
             numbers = []
             for i, row in enumerate(rows):
                 if isinstance(row, dict):
                     row = {k: v for k, v in row.items() if not _blank(v)}
                     if not row:
                         continue
+                    index = len(kept_rows)
+                    row = _split(row, f"/logs/{log_id}/{index}", issues)
+                    for path in [p for p in issues if p.startswith(f"/logs/{log_id}/{index}/")]:
+                        record.locations[path] = Location(display)
+                else:
+                    row = _plain(row)
                 kept_rows.append(row)
                 numbers.append(i + 1)
             if kept_rows:
                 record.logs[log_id] = kept_rows
                 result.log_rows[log_id] = numbers
+    result.issues.update(issues)
     return result, findings

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional
 from ..findings import Severity
 from ..model import Study
 from .base import file_finding
-from .convert import clean_text
+from .convert import clean_text, safe_text
 
 Rows = list[list[Any]]
 
@@ -38,7 +38,7 @@ def _blank(value: Any) -> bool:
 def _shown(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return safe_text(str(value))
 
 
 def inserted_log_rows(study: Study, by_sheet: dict[str, list[tuple[Any, Any]]], rows_of: Callable[[str], Rows],

@@ -30,7 +30,7 @@ from ..model import Study
 from ..subject import Location, SubjectRecord
 from . import safety, sheet_scan, sheet_xml
 from .base import ReadSubject, Unusable, file_finding
-from .convert import ValueIssue, clean_text, convert, show_value
+from .convert import ValueIssue, clean_text, convert, safe_text, show_value
 
 NS_MAIN = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 NS_REL = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
@@ -110,11 +110,29 @@ class _FieldMap:
     than every visit sheet together, and a workbook whose defined names are intact never needs it.
     """
 
-    def __init__(self, load_rows: Callable[[], list[list[Any]]], start: int):
+    def __init__(self, load_rows: Callable[[], list[list[Any]]], start: int, xml: bytes = b""):
         self._load_rows = load_rows
         self._loaded: Optional[list[list[Any]]] = None
         self._start = start
         self._map: Optional[dict[str, CellRef]] = None
+        self._xml = xml  # the sheet as the study writes it (inline strings): one row can be read without calamine
+        self.used = False  # consulted at all: what was located then depends on this workbook's _meta, not only its names
+
+    def _xml_row(self, i: int) -> Optional[list[str]]:
+        at = self._xml.find(b'<row r="%d"' % (i + 1))
+        if at < 0:
+            return None
+        end = self._xml.find(b"</row>", at)
+        texts: dict[bytes, str] = {}
+        for column, _, inner in _META_CELL.findall(self._xml[at:end if end > 0 else len(self._xml)]):
+            found = _INLINE_TEXT.match(inner)
+            if found is None:
+                return None
+            try:
+                texts[column] = xml_unescape(found.group(1).decode("utf-8"), {"&quot;": '"', "&apos;": "'"})
+            except UnicodeDecodeError:
+                return None
+        return [texts.get(c, "") for c in (b"A", b"B", b"C", b"D")]
 
     @property
     def _rows(self) -> list[list[Any]]:
@@ -134,6 +152,11 @@ class _FieldMap:
 
     def get(self, path: str, index: Optional[int] = None) -> Optional[CellRef]:
         """`index`: the field's position in crf.fieldmap order, which the writer keeps (checked)."""
+        self.used = True
+        if index is not None and self._map is None and self._loaded is None and self._xml:
+            row = self._xml_row(self._start + index)
+            if row is not None and row[0] == path:
+                return cell_ref(row[2], row[3])
         if index is not None and self._map is None:
             i = self._start + index
             if i < len(self._rows):
@@ -143,6 +166,7 @@ class _FieldMap:
         return self._parsed().get(path)
 
     def sheets(self) -> set[str]:
+        self.used = True
         return {ref.sheet for ref in self._parsed().values()}
 
 
@@ -233,7 +257,10 @@ def _meta_head(xml: bytes) -> Optional[tuple[dict[str, str], int]]:
             found = _INLINE_TEXT.match(inner)
             if b'inlineStr' not in attrs or found is None:
                 return None
-            texts[column] = xml_unescape(found.group(1).decode("utf-8"), {"&quot;": '"', "&apos;": "'"})
+            try:
+                texts[column] = xml_unescape(found.group(1).decode("utf-8"), {"&quot;": '"', "&apos;": "'"})
+            except UnicodeDecodeError:  # not UTF-8: leave it to calamine, which reports the sheet if it cannot read it
+                return None
         first = clean_text(texts.get(b"A", ""))
         if first == "path":
             return keys, int(row.group(1))
@@ -247,7 +274,6 @@ def workbook_key(workbook_xml: bytes, rels_xml: bytes) -> bytes:
 
 
 _LOCATED: "OrderedDict[tuple[bytes, int], dict[str, CellRef]]" = OrderedDict()
-_NOT_RENAMED: "OrderedDict[bytes, bool]" = OrderedDict()  # workbook.xml digests whose sheets keep their names
 _PARSED: "OrderedDict[bytes, tuple[_WorkbookXml, _RelsXml]]" = OrderedDict()
 
 
@@ -361,7 +387,7 @@ class _Reader:
         head = _meta_head(self.package.sheet_xml.get(self.package.sheet_parts.get(META_SHEET, ""), b""))
         if head is not None:  # the workbook as the study wrote it: keys read from the XML, map left unread
             keys, start = head
-            return keys, _FieldMap(lambda: self.rows(META_SHEET), start)
+            return keys, _FieldMap(lambda: self.rows(META_SHEET), start, self.package.sheet_xml.get(self.package.sheet_parts.get(META_SHEET, ""), b""))
         rows = self.rows(META_SHEET)  # saved by a spreadsheet program (shared strings): read it all
         keys = {}
         start = len(rows)
@@ -439,7 +465,7 @@ class _Reader:
 
     def _calamine_rows(self, book: Any, sheet: str) -> list[list[Any]]:
         try:
-            return book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)  # type: ignore[no-any-return]  # calamine: lists of cells
+            return book.get_sheet_by_name(sheet).to_python(skip_empty_area=False)  # calamine: lists of cells
         except (KeyboardInterrupt, SystemExit, MemoryError):
             raise
         except BaseException as exc:  # a damaged sheet part; a Rust panic (pyo3 PanicException) is a BaseException
@@ -447,7 +473,7 @@ class _Reader:
 
     @property
     def scans(self) -> dict[str, sheet_xml.SheetScan]:
-        return self.__dict__.setdefault("_scans", {})  # type: ignore[no-any-return]  # sheet -> its pre-scan
+        return self.__dict__.setdefault("_scans", {})  # sheet -> its pre-scan
 
     def _form_extent(self, sheet: str) -> tuple[int, int]:
         """(rows, columns) the study's named cells use on `sheet`: what is kept of it however far a stray cell lies."""
@@ -495,20 +521,32 @@ class _Reader:
             found = set()
             xml = self.package.sheet_xml.get(self.package.sheet_parts.get(sheet, ""), b"")
             limit = xml.find(b"</sheetData>")
-            at = xml.find(b"<f", 0, limit)
+            stop = limit if limit != -1 else len(xml)
+            # linear whatever the XML: each look back starts where the last one ended, and the next </c> is found once
+            # (40,000 empty <f/> elements took 35 s when every one looked back and forth over the sheet)
+            behind = 0
+            close = -1
+            at = xml.find(b"<f", 0, stop)
             while at != -1:
                 if xml[at + 2:at + 3] not in (b">", b" ", b"/"):
-                    at = xml.find(b"<f", at + 2, limit)
+                    at = xml.find(b"<f", at + 2, stop)
                     continue  # formulas are few: walk from each to its enclosing cell
-                start = xml.rfind(b"<c ", 0, at)
-                end = xml.find(b"</c>", at)
-                if start != -1 and end != -1:
-                    inner = xml[start:end]
-                    if b"<v>" not in inner or b"<v></v>" in inner:
-                        ref = _CELL_REF.search(inner[: inner.find(b">") + 1])
-                        if ref:
-                            found.add(ref[1].decode())
-                at = xml.find(b"<f", end if end != -1 else at + 2, limit)
+                start = xml.rfind(b"<c ", behind, at)
+                if close < at:
+                    close = xml.find(b"</c>", at, stop)
+                    if close == -1:
+                        close = stop  # no cell closes after this point
+                end = close if close < stop else -1
+                behind = at
+                if start == -1 or end == -1 or xml.find(b"</c>", start, at) != -1:
+                    at = xml.find(b"<f", at + 2, stop)  # not inside a cell
+                    continue
+                inner = xml[start:end]
+                if b"<v>" not in inner or b"<v></v>" in inner:
+                    ref = _CELL_REF.search(inner[: inner.find(b">") + 1])
+                    if ref:
+                        found.add(ref[1].decode())
+                at = xml.find(b"<f", end, stop)
             cache[sheet] = found
         return found
 
@@ -521,8 +559,8 @@ class _Reader:
             return cached
         before = len(self.findings)
         located = self._locate(fields, fieldmap)
-        if len(self.findings) == before and all(f.path in located for f in fields if f.item.is_input):
-            _LOCATED[key] = located  # only the plain case: every input found by its name
+        if len(self.findings) == before and not fieldmap.used and all(f.path in located for f in fields if f.item.is_input):
+            _LOCATED[key] = located  # only the plain case: every field found by its name, so the names (in the key) decide it all
             while len(_LOCATED) > 8:
                 _LOCATED.popitem(last=False)
         return located
@@ -757,14 +795,12 @@ class _Reader:
             ref = located.get(f.path)
             if ref is not None:
                 by_sheet[ref.sheet].append(f)
-        # Sheet names live in workbook.xml: a byte-identical one already found free of renames needs no
-        # second look (the look reads the whole field map).
-        check_renames = self.package.key not in _NOT_RENAMED
-        renamed_any = False
+        # Each file is looked at on its own: whether a sheet was renamed depends on its _meta field map too, so no
+        # answer is kept from another file (the look reads one row of the field map per sheet, from the XML)
+        check_renames = True
         for sheet, sheet_fields in sorted(by_sheet.items()):
             if sheet in self.sheet_names:
                 if check_renames and self.renamed(sheet, sheet_fields, fieldmap):
-                    renamed_any = True
                     old = next((ref.sheet for ref in (fieldmap.get(f.path, f.index) for f in sheet_fields[:1]) if ref), "")
                     self.findings.append(file_finding(
                         self.display, "SHEET-RENAMED", f"the sheet '{old}' was renamed to '{sheet}'",
@@ -786,10 +822,6 @@ class _Reader:
                 self.display, rule, problem, fix, sheet=sheet, site=self.site, subject=self.subject, category="structure",
                 visit=visits.pop() if len(visits) == 1 else ""))
             result.unknown.update(f.path for f in sheet_fields)
-        if check_renames and not renamed_any and self.package.key:
-            _NOT_RENAMED[self.package.key] = True
-            while len(_NOT_RENAMED) > 8:
-                _NOT_RENAMED.popitem(last=False)
 
 
 class _SheetDamaged(Exception):
@@ -804,7 +836,7 @@ def _text(value: Any) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return safe_text(str(value))
 
 
 def read_workbook(data: bytes, display: str, study: Study, limits: safety.Limits = safety.DEFAULT_LIMITS) -> tuple[ReadSubject, list]:

@@ -76,3 +76,43 @@ def unreadable_values(good: bytes) -> dict[str, bytes]:
         "shared-string-past-table": set_named_cell(good, WEIGHT, lambda c: f'<c r="{c}" t="s"><v>99999</v></c>'),
         "date-minus-1e309": set_named_cell(good, VISIT_DATE, lambda c: f'<c r="{c}"><v>-1e309</v></c>'),
     }
+
+
+def meta_says_renamed(good: bytes) -> bytes:
+    """The _meta field map names another sheet for the first field of 'SCR Screening' (the workbook itself unchanged)."""
+    files = parts(good)
+    part = sheet_part(files, "_meta")
+    xml = files[part].decode()
+    row = re.search(r'<row r="(\d+)"><c r="A\d+" t="inlineStr"><is><t>/visits/SCR/SV/SVSTDAT</t>', xml)
+    assert row
+    cell = f'<c r="C{row[1]}" t="inlineStr"><is><t>SCR Screening</t></is></c>'
+    assert cell in xml
+    files[part] = xml.replace(cell, cell.replace("SCR Screening", "Screening"), 1).encode()
+    return pack(files)
+
+
+def text_value(good: bytes, text: str, name: str = "L_AE__R001__AETERM") -> bytes:
+    """`text` in a text input, written as Excel escapes characters XML cannot hold (_x001B_ for ESC)."""
+    escaped = "".join(f"_x{ord(ch):04X}_" if ord(ch) < 0x20 and ch not in "\t\n" else ch for ch in text)
+    escaped = escaped.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return set_named_cell(good, name, lambda c: f'<c r="{c}" t="inlineStr"><is><t xml:space="preserve">{escaped}</t></is></c>')
+
+
+def number_cell(good: bytes, text: str, name: str = WEIGHT) -> bytes:
+    return set_named_cell(good, name, lambda c: f'<c r="{c}"><v>{text}</v></c>')
+
+
+def meta_not_utf8(good: bytes) -> bytes:
+    """A byte that is not UTF-8 inside a _meta value."""
+    files = parts(good)
+    part = sheet_part(files, "_meta")
+    xml = files[part]
+    at = xml.index(b"<t>site</t>")
+    value = xml.index(b"<t>", at + 5) + 3
+    files[part] = xml[:value] + b"\xff\xfe" + xml[value:]
+    return pack(files)
+
+
+def many_empty_formulas(good: bytes, count: int = 40_000) -> bytes:
+    return edit_sheet(good, VISIT_SHEET, lambda x: x.replace(
+        "</sheetData>", '<row r="900"><c r="A900">' + "<f/>" * count + '</c></row><row r="901">' + "<f/>" * count + "</row></sheetData>", 1))
