@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .convert import safe_text
+
 MAX_ROWS = 1_048_576
 MAX_COLUMNS = 16_384  # XFD
 GRID_BUDGET = 1_000_000  # cells of dense grid one sheet may cost (~40 MB in calamine and Python together)
@@ -87,7 +89,7 @@ def prescan(xml: bytes, form_extent: tuple[int, int] = (0, 0), budget: int = GRI
     """What calamine may be given of this sheet; `form_extent`: the (rows, columns) the study's own cells use."""
     scan = SheetScan()
     if b't="e"' in xml:
-        scan.errors = {m[1].decode(): m[2].decode("utf-8", "replace") for m in _ERROR_CELL.finditer(xml)}
+        scan.errors = {m[1].decode(): safe_text(m[2].decode("utf-8", "replace")) for m in _ERROR_CELL.finditer(xml)}
     # Excel, LibreOffice and our writer give every cell its reference first; when each is within A1:Z9999
     # the grid is at most 260,000 cells, whatever else the sheet says
     if b"<sheetData" in xml and _UNUSUAL_CELL.search(xml) is None:
@@ -111,7 +113,7 @@ def _preview(inner: bytes, kind: str) -> str:
         shown = value[1].decode("utf-8", "replace") if value else ""
         if kind == "s" and shown:
             return "a text (shared string)"
-    shown = shown.strip()
+    shown = safe_text(shown.strip())  # shown in reports and on a terminal
     return f"'{shown[:60]}'" if shown else "an empty value"
 
 
@@ -150,7 +152,7 @@ def _walk(xml: bytes, form_extent: tuple[int, int], budget: int, scan: SheetScan
             inner = xml[m.end():close.start() if close else len(xml)]
         pos = end
         r = _ATTR_R.search(attrs)
-        written = r[1].decode("utf-8", "replace") if r else ""
+        written = safe_text(r[1].decode("utf-8", "replace")) if r else ""
         place = _ref_parts(written) if r else None
         if r is not None and place is None:
             scan.dropped.append(Dropped(written[:24], "reference", _preview(inner, _kind(attrs))))
@@ -236,7 +238,7 @@ def bad_values(xml: bytes, strings: int) -> dict[int, tuple[str, str]]:
             if not math.isfinite(number):
                 problem = "is too large to be a number"
         if problem:
-            out[m.start()] = ((value or "")[:60], problem)
+            out[m.start()] = (safe_text((value or "")[:60]), problem)
         pos = close.end() if close else len(xml)
     return out
 
