@@ -83,22 +83,7 @@ def remember_checked(kind: str, definition_hash: str) -> None:
     if not enabled():
         return
     path, k = _entry(kind, definition_hash)
-    tmp: Optional[str] = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(k)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole entry or none
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    _write_atomic(path, k.encode("ascii"))
 
 
 def _computed_entry(kind: str, definition_hash: str, code: Sequence[Path]) -> tuple[Path, str]:

@@ -18,17 +18,9 @@ from ..findings import Severity
 from ..model import Study
 from .base import file_finding
 from .convert import clean_text, safe_text
+from .sheet_xml import column_letters as _column_letters
 
 Rows = list[list[Any]]
-
-
-def _column_letters(col: int) -> str:
-    letters = ""
-    col += 1
-    while col:
-        col, rem = divmod(col - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
 
 
 def _blank(value: Any) -> bool:
