@@ -52,6 +52,14 @@ def in_window(visit: Visit, date: dt.date, day0: Optional[dt.date], anchor: Opti
     return None
 
 
+def visit_date_field(study: Study, visit: Visit) -> Optional[tuple[str, str]]:
+    """(form instance, item) where the visit's date is recorded, when the visit collects the schedule's visit_date."""
+    ref = study.schedule.visit_date
+    if ref is not None and visit.has(ref.form) and visit.form(ref.form).form.has(ref.item):
+        return ref.form, ref.item
+    return None
+
+
 def day0_visit(study: Study) -> Optional[Visit]:
     """The visit of Day 0: the one planned on day 0, else the one with the first infusion."""
     return next((v for v in study.visits if v.day == 0), None) or next((v for v in study.visits if v.infusion == 1), None)
@@ -67,7 +75,5 @@ def day0_field(study: Study) -> Optional[tuple[Visit, str, str]]:
     for inst in visit.forms:
         if inst.name == conf.infusion_form and any(it.id == conf.infusion_date for it in inst.items):
             return visit, inst.name, conf.infusion_date
-    ref = conf.visit_date
-    if ref is not None and visit.has(ref.form) and visit.form(ref.form).form.has(ref.item):
-        return visit, ref.form, ref.item
-    return None
+    found = visit_date_field(study, visit)
+    return (visit, *found) if found else None

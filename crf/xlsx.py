@@ -411,14 +411,13 @@ class _Builder:
         return defined_name(found[0].id, found[1], found[2]) if found else None
 
     def visit_date_name(self, visit: Visit, key: str) -> Optional[str]:
-        first = None
-        for inst in visit.forms:
-            for it in inst.items:
-                if it.kind == ItemKind.DATE and it.is_input:
-                    if it.sdtm.domain == "SV" or (it.sdtm.variable or "").startswith("SVSTDT"):
-                        return defined_name(key, inst.name, it.id)
-                    first = first or defined_name(key, inst.name, it.id)
-        return first
+        """Defined name of the visit's date (the schedule's visit_date), else of its first date input; `key` is
+        the visit key of the sheet (ATT#2 for a repeat)."""
+        found = schedule.visit_date_field(self.study, visit)
+        if found is not None:
+            return defined_name(key, *found)
+        first = next(((inst.name, it.id) for inst in visit.forms for it in inst.items if it.kind == ItemKind.DATE and it.is_input), None)
+        return defined_name(key, *first) if first else None
 
     # -- entry point
     def build(self) -> bytes:
@@ -824,7 +823,7 @@ class _Builder:
             "Dates: type e.g. 2025-03-05 or 05-Mar-2025; they are shown as DD-MMM-YYYY.",
             "Times: HH:MM on the 24-hour clock, e.g. 09:05 (kept as text).",
             "Partial dates (history only): YYYY, YYYY-MM or YYYY-MM-DD: leave out what is unknown.",
-            f"Multiple choice: type every code that applies separated by '{MULTI_SEPARATOR}', e.g. OPTIC NEURITIS; ACUTE MYELITIS.",
+            f"Multiple choice: type every code that applies separated by '{MULTI_SEPARATOR}'{_multi_example(self.study)}.",
             "Choices: pick the code from the dropdown; the codes and their meaning are listed beside the cell.",
             "An amber cell holds a value outside the expected range: check it against the source and keep it if it is right "
             "(the data manager may query it).",
@@ -947,6 +946,16 @@ class _Builder:
 
 
 # -- small helpers ---------------------------------------------------------------------------
+def _multi_example(study: Study) -> str:
+    """', e.g. A; B' from the study's first multiple-choice item with two codes (none: no example)."""
+    items = [it for v in study.visits for inst in v.forms for it in inst.items]
+    items += [it for lg in study.logs for it in lg.form.items]
+    for it in items:
+        if it.kind is ItemKind.MULTI_CHOICE and it.codelist is not None and len(it.codelist.values) >= 2:
+            return ", e.g. " + MULTI_SEPARATOR.join(str(c) for c in it.codelist.values[:2])
+    return ""
+
+
 def _window_text(v: Visit) -> str:
     w = v.window
     if v.day is None and w.anchor == "day0":

@@ -525,7 +525,9 @@ def item_limits(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
 
 @python_rule("lab_values")
 def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
-    """Lab values: outside hard limits (error); outside the reference range with LBCLSIG blank (error)."""
+    """Lab values: outside hard limits (error); outside the reference range with the clinical-significance
+    item (params.significance_item) blank (error)."""
+    significance = rule.params.get("significance_item", "")
     for form_id in rule.params.get("forms", ()):
         for frame in ctx.form_frames(form_id):
             abnormal = []
@@ -550,9 +552,9 @@ def lab_values(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
                     local = item.local_range is not None and any(_number(frame.data.get(i)) is not None for i in item.local_range)
                     shown = f"{_fmt_bound(low)}-{_fmt_bound(high)}"
                     abnormal.append(f"{item.id} {frame.data.get(item.id)} ({'local' if local else 'central'} range {shown})")
-            sig = frame.items.get("LBCLSIG")
-            if abnormal and sig is not None and frame.resolve("LBCLSIG") is MISSING:
-                yield Hit(frame.visit or "", frame.instance or "", "LBCLSIG", message="significance", severity="error", key="significance",
+            sig = frame.items.get(significance)
+            if abnormal and sig is not None and frame.resolve(significance) is MISSING:
+                yield Hit(frame.visit or "", frame.instance or "", significance, message="significance", severity="error", key="significance",
                           values={"abnormal": ", ".join(abnormal)})
 
 

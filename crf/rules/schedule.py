@@ -317,13 +317,13 @@ def week52_visit(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
 @python_rule("missed_labs")
 def missed_labs(ctx: "SubjectContext", rule: "Rule") -> Iterator[Hit]:
     """PD-15: at each scheduled on-treatment visit that took place, a safety-lab panel of its schedule not
-    done (form blank or LBPERF = N). Screening results at most `reuse_screening_days` old stand in at
+    done (form blank or its performed item = N). Screening results at most `reuse_screening_days` old stand in at
     Day 0. Minor; major when the same panel was also missed at the previous or next lab visit."""
     params = rule.params
     panels = params.get("forms", ())
     reuse = int(params.get("reuse_screening_days", 0))
-    done_item = params.get("performed_item", "LBPERF")
-    date_item = params.get("date_item", "LBDAT")
+    done_item = params["performed_item"]
+    date_item = params["date_item"]
     sched = analyse(ctx)
     timeline: dict[str, list[tuple[Visit, bool]]] = {p: [] for p in panels}
     for visit in ctx.study.visits:

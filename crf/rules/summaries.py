@@ -46,6 +46,8 @@ class AttackCount:
     reported: Optional[int]  # the investigator's count on the end-of-study form (NATT), None if not returned
     rows: int  # attack-log rows, confirmed or not
     unconfirmed: int
+    endpoint: str = ""  # what is counted, as the study names it (constants "endpoint.label")
+    log_label: str = ""  # the log it is counted from
 
     @property
     def agrees(self) -> Optional[bool]:
@@ -58,11 +60,12 @@ def endpoint_summary(ruleset: RuleSet, records: Sequence[SubjectRecord], today: 
     The derived count is the end-of-study form's NATTD expression evaluated on the log (so the study
     definition, not this code, says which attacks count); the reported count is NATT as entered.
     """
-    conf = ruleset.constants.get("endpoint", {})
-    log_id = conf.get("log", "CE")
-    eos_form = conf.get("form", "EOS")
-    derived_item, reported_item = conf.get("derived", "NATTD"), conf.get("reported", "NATT")
-    confirmed_item = conf.get("confirmed", "INVCONF")
+    conf = ruleset.constants.get("endpoint")
+    if not conf:  # the study names no endpoint count (rules/constants.json "endpoint")
+        return []
+    log_id, eos_form = conf["log"], conf["form"]
+    derived_item, reported_item, confirmed_item = conf["derived"], conf["reported"], conf["confirmed"]
+    log_label = f"{log_id} log"
     out = []
     for record in merge_records(records):
         ctx = ruleset.context(record, today)
@@ -78,5 +81,6 @@ def endpoint_summary(ruleset: RuleSet, records: Sequence[SubjectRecord], today: 
             reported = MISSING
         unconfirmed = sum(1 for r in rows if r.resolve(confirmed_item) != "Y")
         out.append(AttackCount(record.site, record.subject, int(derived) if isinstance(derived, (int, float)) else 0,
-                               int(reported) if isinstance(reported, (int, float)) else None, len(rows), unconfirmed))
+                               int(reported) if isinstance(reported, (int, float)) else None, len(rows), unconfirmed,
+                               conf.get("label", derived_item), log_label))
     return sorted(out, key=lambda a: (a.site, a.subject))
