@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STANDARD = {"crf/pdf_layout.py": {"AE", "CE", "CM", "DM", "DV", "EX", "IE", "MH", "SV", "VS"}}
 # Examples in docstrings (a subject document, a record path), and an importer's default visit id.
 EXAMPLES = {"crf/subject.py": {"AE", "AETERM", "V1", "VS_PRE", "WEIGHT"}, "crf/messages.py": {"AE", "EDSS", "IN01"},
+            "crf/model.py": {"ATT", "V1"},
             "crf/interop/redcap.py": {"V1"}}
 # Known debt, to move into the study folder: the EDSS (Neurostatus) and attack functions, and synth's fillers.
 DEBT = {
