@@ -42,9 +42,9 @@ def test_day0_is_recorded_where_the_first_infusion_is(study):
 
 def test_the_workbook_calendar_names_the_day0_cell_of_the_schedule(study):
     from crf.fieldmap import defined_name
-    from crf.xlsx import _Builder
+    from crf.xlsx import Builder
 
-    assert _Builder(study, "01", "01-001", None).day0_ref == defined_name("V1", "EX", "EXSTDAT")
+    assert Builder(study, "01", "01-001", None).day0_ref == defined_name("V1", "EX", "EXSTDAT")
 
 
 @pytest.mark.parametrize("key, value, pointer", [

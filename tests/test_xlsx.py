@@ -270,7 +270,7 @@ def test_validations_match_items(study, built):
         k = it.kind
         if k == ItemKind.INTEGER:
             assert dv.type == "whole"
-            lo, hi = xlsx._whole_bounds(it.hard)
+            lo, hi = xlsx.validations.whole_bounds(it.hard)
             bounds = [b for b in (lo, hi) if b is not None]
             assert [float(x) for x in (dv.formula1, dv.formula2) if x is not None][: len(bounds) or 2] == (bounds or [-1e9, 1e9]), f.path
             if it.unit:

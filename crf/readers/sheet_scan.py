@@ -106,14 +106,15 @@ def _written_texts(study: Study) -> dict[str, frozenset[str]]:
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 # the code the texts depend on: the writer's layout, the model it lays out, the text cleaning here
-_WRITER_CODE = tuple(_PACKAGE / name for name in ("xlsx.py", "xlsx_formula.py", "expressions.py", "fieldmap.py", "model.py", "subject.py",
-                                                   "readers/sheet_scan.py", "readers/convert.py"))
+_WRITER_CODE = (*sorted((_PACKAGE / "xlsx").glob("*.py")),
+                *(_PACKAGE / name for name in ("xlsx_formula.py", "expressions.py", "fieldmap.py", "model.py", "subject.py",
+                                               "readers/sheet_scan.py", "readers/convert.py")))
 
 
 def _layout_texts(study: Study) -> dict[str, frozenset[str]]:
-    from ..xlsx import _Builder  # the writer's own layout, without saving a workbook
+    from ..xlsx import Builder  # the writer's own layout, without saving a workbook
 
-    builder = _Builder(study, None, None, None)
+    builder = Builder(study, None, None, None)
     for visit in study.visits:
         for key in visit.workbook_keys:
             builder.visit_sheet(visit, key)

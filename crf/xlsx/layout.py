@@ -1,364 +1,42 @@
-"""Excel CRF workbooks for sites: one workbook per subject, written with openpyxl.
-
-The layout contract with the readers (validator, test-data generator) is docs/workbook-format.md:
-every input cell carries the workbook-level defined name of crf.fieldmap, and the hidden `_meta`
-sheet repeats the identity of the workbook and the field map. Everything else (colours, widths,
-instructions) is presentation and may change.
-
-Building one workbook: lay out the sheets (instructions, visit calendar, one sheet per visit, one per
-log), collect data validations and conditional formats per (sheet, rule) while placing cells, then
-add them once (a few hundred shared objects instead of one per cell), then save and rewrite the zip
-so that the same inputs give the same bytes.
+"""The layout of a subject's workbook: the instructions, the visit calendar, one sheet per visit (one per
+instance of a repeating visit) and one per log, the hidden code lists and _meta; which cell each input is in
+and the defined name it carries (crf.fieldmap), its style, and the validations collected per (sheet, rule) while
+cells are placed, then added once (a few hundred shared objects instead of one per cell).
 """
 from __future__ import annotations
 
-import datetime as dt
-from copy import copy
-import io
 import math
 import re
-import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from openpyxl import Workbook
-from openpyxl.compat import safe_string
-from openpyxl.utils.datetime import to_excel
 from openpyxl.formatting.rule import FormulaRule
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Protection, Side
+from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.cell_range import MultiCellRange
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.properties import PageSetupProperties
 
-from . import __version__
-from .fieldmap import defined_name
-from .model import CodeList, Item, ItemKind, Limits, Log, Study, Visit, split_visit_key
-from .subject import SubjectRecord
-from . import schedule
-from .contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
-                       MULTI_SEPARATOR, TIME_FORMAT)
-from .xlsx_formula import Untranslatable, constant_value, translate
-
-FIXED_TIME = dt.datetime(2000, 1, 1, 0, 0, 0)  # docProps created/modified: same inputs, same bytes
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-INLINE_LIST_LIMIT = 255  # Excel's limit on an in-formula list "A,B,C"
-EARLIEST_DATE = "DATE(1900,1,1)"
+from .. import __version__, schedule
+from ..contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
+                        MULTI_SEPARATOR, TIME_FORMAT)
+from ..fieldmap import defined_name
+from ..model import CodeList, Item, ItemKind, Log, Study, Visit, split_visit_key
+from ..subject import SubjectRecord
+from ..xlsx_formula import Untranslatable, constant_value, translate
+from . import ooxml, texts
+from .styles import (ALERT_FILL, AMBER_FILL, BOLD, BOX, CENTER, HEADER_FILL, HEADER_FONT, HELP_FONT, ITALIC_GREY, LOCKED,
+                     MANUAL_FILL, OPTIONAL_FILL, READONLY_FILL, RED_BOLD, REQUIRED_FILL, SECTION_FILL, SMALL_GREY, TITLE,
+                     TOP, UNLOCKED, WHITE_BOLD, WRAP, CellStyles)
+from .texts import log_sheet_text, sheet_title, visit_sheet_text
+from .validations import EARLIEST_DATE, Rule, list_name, rule_for, soft_formula
+from .values import excel_value, number_format
 
 INSTRUCTIONS, CALENDAR, LISTS, META = INSTRUCTIONS_SHEET, CALENDAR_SHEET, LISTS_SHEET, META_SHEET
 
-# -- presentation --------------------------------------------------------------------------
-REQUIRED_FILL = PatternFill("solid", fgColor="DDEBF7")  # light blue: required input
-OPTIONAL_FILL = PatternFill("solid", fgColor="FFFFFF")
-READONLY_FILL = PatternFill("solid", fgColor="D9D9D9")  # grey: formula, fixed value, label
-MANUAL_FILL = PatternFill("lightGray", fgColor="A6A6A6", bgColor="D9D9D9")  # hatched grey: data manager
-SECTION_FILL = PatternFill("solid", fgColor="1F4E78")
-HEADER_FILL = PatternFill("solid", fgColor="BDD7EE")
-AMBER_FILL = PatternFill("solid", fgColor="FFC000", bgColor="FFC000")  # soft limit: please confirm
-ALERT_FILL = PatternFill("solid", fgColor="F4B084", bgColor="F4B084")
-THIN = Side(style="thin", color="808080")
-BOX = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
-BOLD = Font(bold=True)
-TITLE = Font(bold=True, size=14)
-WHITE_BOLD = Font(bold=True, color="FFFFFF")
-SMALL_GREY = Font(size=8, color="595959")
-ITALIC_GREY = Font(italic=True, color="595959")
-HELP_FONT = Font(size=9, color="404040")
-HEADER_FONT = Font(bold=True, size=9)
-RED_BOLD = Font(bold=True, color="C00000")
-WRAP = Alignment(wrap_text=True, vertical="top")
-TOP = Alignment(vertical="top")
-CENTER = Alignment(horizontal="center", vertical="top")
-UNLOCKED = Protection(locked=False)
-LOCKED = Protection(locked=True)
 
-
-# -- public API ----------------------------------------------------------------------------
-def workbook_name(study: Study, subject: Optional[str]) -> str:
-    tail = "template" if not subject else re.sub(r"[^A-Za-z0-9._-]", "_", subject)
-    return f"{study.id}_{tail}.xlsx"
-
-
-def build_workbooks(study: Study, out_dir: Path, site: Optional[str] = None, subjects: tuple[str, ...] = ()) -> list[Path]:
-    """One workbook per subject in `out_dir` (created), or one blank template without subjects."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not subjects:
-        return [write_workbook(study, out_dir / workbook_name(study, None), site, None)]
-    written = []
-    for subject in subjects:
-        subject_site = site
-        prefix = subject.rpartition("-")[0]
-        if site and prefix and prefix != site:
-            raise ValueError(f"subject {subject} does not belong to site {site} (subject numbers start with the site number)")
-        if not subject_site and prefix:
-            subject_site = prefix
-        written.append(write_workbook(study, out_dir / workbook_name(study, subject), subject_site, subject))
-    return written
-
-
-def write_workbook(study: Study, path: Path, site: Optional[str], subject: Optional[str],
-                   record: Optional[SubjectRecord] = None) -> Path:
-    """Write one subject workbook (a blank template when subject is None); pre-fill it from `record`."""
-    if record is not None:
-        subject = subject or record.subject or None
-        site = site or record.site or None
-    data = _Builder(study, site, subject, record).build()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def workbook_bytes(study: Study, site: Optional[str], subject: Optional[str], record: Optional[SubjectRecord] = None) -> bytes:
-    return _Builder(study, site, subject, record).build()
-
-
-# -- sheet names ---------------------------------------------------------------------------
-_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-
-
-def sheet_title(text: str, taken: set[str]) -> str:
-    """A valid, unique Excel sheet name: at most 31 characters, none of []:*?/\\, not quoted."""
-    name = _FORBIDDEN.sub("-", text).strip().strip("'")
-    if len(name) > 31:
-        cut = name[:31]
-        name = cut.rsplit(" ", 1)[0] if " " in cut[10:] else cut
-    base, n = name, 2
-    while name.lower() in taken or name.lower() == "history":
-        suffix = f" ({n})"
-        name = base[: 31 - len(suffix)] + suffix
-        n += 1
-    taken.add(name.lower())
-    return name
-
-
-def visit_sheet_text(visit: Visit, key: Optional[str] = None) -> str:
-    repeat = split_visit_key(key)[1] if key else None
-    if repeat is not None:
-        return f"{visit.id} {repeat} {visit.label}"  # "ATT 2 Attack visit": one blank sheet per instance of a repeating visit
-    if visit.day is not None and visit.kind != "screening":
-        return f"{visit.id} Day {visit.day}"
-    return f"{visit.id} {visit.label}"
-
-
-def log_sheet_text(log: Log) -> str:
-    return f"Log {log.id} {log.label}"
-
-
-# -- rules -----------------------------------------------------------------------------------
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
-
-
-def _fmt(v: float, decimals: int = 0) -> str:
-    return f"{v:.{decimals}f}" if decimals else _num(v)
-
-
-def inline_list(codelist: CodeList) -> Optional[str]:
-    """The in-formula list '"A,B,C"' when Excel accepts it, else None (use the lists sheet)."""
-    codes = codelist.values
-    if not all(isinstance(c, str) and c and "," not in c and '"' not in c for c in codes):
-        return None
-    joined = ",".join(str(c) for c in codes)
-    if len(joined) > INLINE_LIST_LIMIT:
-        return None
-    return f'"{joined}"'
-
-
-def list_name(codelist: CodeList) -> str:
-    return "LST_" + re.sub(r"[^A-Za-z0-9_]", "_", codelist.id)
-
-
-def number_format(item: Item) -> str:
-    if item.kind == ItemKind.DATE:
-        return DATE_FORMAT
-    if item.kind == ItemKind.DECIMAL:
-        return "0." + "0" * item.decimals if item.decimals else "0"
-    if item.kind == ItemKind.INTEGER:
-        return "0"
-    if item.kind == ItemKind.CHOICE and item.codelist and not all(isinstance(c, str) for c in item.codelist.values):
-        return "General"
-    return "@"  # text, codes, times, partial dates, multi-selects: stored as typed, never converted
-
-
-def _whole_bounds(lim: Limits) -> tuple[Optional[int], Optional[int]]:
-    lo = hi = None
-    if lim.minimum is not None:
-        lo = math.ceil(lim.minimum)
-    if lim.exclusive_minimum is not None:
-        lo = math.floor(lim.exclusive_minimum) + 1
-    if lim.maximum is not None:
-        hi = math.floor(lim.maximum)
-    if lim.exclusive_maximum is not None:
-        hi = math.ceil(lim.exclusive_maximum) - 1
-    return lo, hi
-
-
-def describe_range(item: Item) -> str:
-    lim = item.hard
-    if lim.is_empty:
-        return ""
-    unit = f" {item.unit}" if item.unit else ""
-    if item.kind == ItemKind.INTEGER:
-        lo, hi = _whole_bounds(lim)
-        if lo is not None and hi is not None:
-            return f"{lo} to {hi}{unit}"
-        return (f">= {lo}" if lo is not None else f"<= {hi}") + unit
-    return lim.describe() + unit
-
-
-def describe_soft(item: Item) -> str:
-    if not item.soft or item.soft.is_empty:
-        return ""
-    s = item.soft
-    unit = f" {item.unit}" if item.unit else ""
-    if s.low is not None and s.high is not None and s.minimum is not None and s.maximum is not None:
-        return f"{_num(s.minimum)}-{_num(s.maximum)}{unit}"
-    return s.describe() + unit
-
-
-def codes_text(codelist: CodeList, limit: int = 10_000) -> str:
-    text = "; ".join(f"{c.code} = {c.label}" if str(c.code) != c.label else str(c.code) for c in codelist.codes)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A data validation shared by every cell with the same rule on one sheet."""
-
-    type: str
-    operator: Optional[str] = None
-    formula1: Optional[str] = None
-    formula2: Optional[str] = None
-    prompt_title: str = ""
-    prompt: str = ""
-    error: str = ""
-    relative: bool = False  # formula refers to the cell itself ({cell}); one rule per column
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else text[: n - 3] + "..."
-
-
-def rule_for(item: Item) -> Optional[Rule]:
-    """The data validation of one input item, or None when none applies."""
-    unit = f" ({item.unit})" if item.unit else ""
-    soft = describe_soft(item)
-    soft_txt = f" Expected {soft}; outside it the cell turns amber: check and confirm." if soft else ""
-    k = item.kind
-    if k in (ItemKind.INTEGER, ItemKind.DECIMAL):
-        lim = item.hard
-        if k == ItemKind.INTEGER:
-            typ, what = "whole", "a whole number"
-            lo, hi = _whole_bounds(lim)
-            los, his = (str(lo) if lo is not None else None), (str(hi) if hi is not None else None)
-            lo_op, hi_op = "greaterThanOrEqual", "lessThanOrEqual"
-            mixed = False
-        else:
-            typ = "decimal"
-            what = f"a number with {item.decimals} decimal{'s' if item.decimals != 1 else ''}" if item.decimals else "a whole number"
-            los = _num(lim.low) if lim.low is not None else None
-            his = _num(lim.high) if lim.high is not None else None
-            lo_op = "greaterThan" if lim.minimum is None and lim.exclusive_minimum is not None else "greaterThanOrEqual"
-            hi_op = "lessThan" if lim.maximum is None and lim.exclusive_maximum is not None else "lessThanOrEqual"
-            mixed = los is not None and his is not None and (lo_op, hi_op) != ("greaterThanOrEqual", "lessThanOrEqual")
-        rng = describe_range(item)
-        prompt = f"Enter {what}{unit}" + (f", {rng}." if rng else ".") + soft_txt
-        error = f"Not allowed: enter {what}" + (f", {rng}" if rng else "") + "."
-        title = _clip(f"Number{unit}", 32)
-        if mixed:
-            lo_c = ">" if lo_op == "greaterThan" else ">="
-            hi_c = "<" if hi_op == "lessThan" else "<="
-            return Rule("custom", None, f"AND(ISNUMBER({{cell}}),{{cell}}{lo_c}{los},{{cell}}{hi_c}{his})",
-                        None, title, prompt, error, relative=True)
-        if los is not None and his is not None:
-            return Rule(typ, "between", los, his, title, prompt, error)
-        if los is not None:
-            return Rule(typ, lo_op, los, None, title, prompt, error)
-        if his is not None:
-            return Rule(typ, hi_op, his, None, title, prompt, error)
-        return Rule(typ, "between", "-1000000000", "1000000000", title, prompt, error)
-    if k == ItemKind.DATE:
-        return Rule("date", "between", EARLIEST_DATE, "TODAY()", "Date (DD-MMM-YYYY)",
-                    "Enter a date, e.g. 05-Mar-2025 or 2025-03-05; from 01-Jan-1900 to today. Shown as DD-MMM-YYYY.",
-                    "Not a date between 01-Jan-1900 and today. Type e.g. 2025-03-05.")
-    if k == ItemKind.TIME:
-        f = ('AND(LEN({cell})=5,MID({cell},3,1)=":",ISNUMBER(FIND(MID({cell},1,1),"012")),'
-             'ISNUMBER(FIND(MID({cell},2,1),"0123456789")),LEFT({cell},2)<"24",'
-             'ISNUMBER(FIND(MID({cell},4,1),"012345")),ISNUMBER(FIND(MID({cell},5,1),"0123456789")))')
-        return Rule("custom", None, f, None, "Time (HH:MM, 24 h)",
-                    "Enter the time as HH:MM on the 24-hour clock, e.g. 09:05 or 14:30. It is kept as text.",
-                    "Not a time: type HH:MM on the 24-hour clock, e.g. 09:05 or 14:30.", relative=True)
-    if k == ItemKind.PARTIAL_DATE:
-        f = ('AND(OR(LEN({cell})=4,LEN({cell})=7,LEN({cell})=10),ISERROR(SEARCH("e",{cell})),'
-             'ISNUMBER(-LEFT({cell},4)),LEFT({cell},4)>="1900",LEFT({cell},4)<="2100",'
-             'OR(LEN({cell})=4,AND(MID({cell},5,1)="-",MID({cell},6,2)>="01",MID({cell},6,2)<="12")),'
-             'OR(LEN({cell})<10,ISNUMBER(DATEVALUE({cell}))))')
-        return Rule("custom", None, f, None, "Partial date",
-                    "Enter YYYY, YYYY-MM or YYYY-MM-DD (e.g. 2019, 2019-06 or 2019-06-14): leave out the day or "
-                    "month when unknown. Kept as text.",
-                    "Not a (partial) date: type YYYY, YYYY-MM or YYYY-MM-DD, e.g. 2019-06.", relative=True)
-    if k == ItemKind.CHOICE and item.codelist:
-        cl = item.codelist
-        inline = inline_list(cl)
-        return Rule("list", None, inline or list_name(cl), None, "Choose from the list",
-                    _clip("Choose from the dropdown: " + codes_text(cl), 255),
-                    _clip("Not in the code list. Choose one of: " + ", ".join(map(str, cl.values)), 255))
-    if k == ItemKind.MULTI_CHOICE and item.codelist:
-        cl = item.codelist
-        limit = sum(len(str(c)) for c in cl.values) + len(MULTI_SEPARATOR) * (len(cl.values) - 1)
-        return Rule("textLength", "lessThanOrEqual", str(limit), None, "Several codes allowed",
-                    _clip("Type every code that applies, separated by '; ' (e.g. A; B). Codes: "
-                          + ", ".join(map(str, cl.values)), 255),
-                    "Too long for a list of these codes: type codes separated by '; '.")
-    if k == ItemKind.TEXT:
-        n = item.max_length or 200
-        extra = f" Format: {item.pattern.strip('^$')}." if item.pattern else ""
-        return Rule("textLength", "lessThanOrEqual", str(n), None, "Text",
-                    _clip(f"Free text, at most {n} characters.{extra}", 255), f"At most {n} characters.")
-    return None
-
-
-def soft_formula(item: Item) -> Optional[str]:
-    """Conditional-format test (over {cell}) that is true outside the soft limits."""
-    s = item.soft
-    if not s or s.is_empty or not item.is_number:
-        return None
-    tests = []
-    if s.minimum is not None:
-        tests.append(f"{{cell}}<{_num(s.minimum)}")
-    if s.exclusive_minimum is not None:
-        tests.append(f"{{cell}}<={_num(s.exclusive_minimum)}")
-    if s.maximum is not None:
-        tests.append(f"{{cell}}>{_num(s.maximum)}")
-    if s.exclusive_maximum is not None:
-        tests.append(f"{{cell}}>={_num(s.exclusive_maximum)}")
-    return f"AND(ISNUMBER({{cell}}),OR({','.join(tests)}))"
-
-
-# -- values ----------------------------------------------------------------------------------
-def excel_value(item: Item, value: Any) -> Any:
-    """A record's JSON value as written into the cell (dates as dates, multi-selects joined)."""
-    if value is None:
-        return None
-    if item.kind == ItemKind.DATE and isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value) if len(value) == 10 else value
-        except ValueError:
-            return value  # an impossible date is written as the text the record holds
-    if item.kind == ItemKind.MULTI_CHOICE and isinstance(value, (list, tuple)):
-        return MULTI_SEPARATOR.join(str(v) for v in value)
-    if isinstance(value, (list, tuple, dict)):
-        return str(value)
-    if isinstance(value, bool):
-        return str(value)
-    return value
-
-
-# -- builder ---------------------------------------------------------------------------------
 @dataclass
 class _Cell:
     path: str
@@ -376,7 +54,7 @@ class _SheetRules:
     cf: dict[tuple, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
-class _Builder:
+class Builder:
     def __init__(self, study: Study, site: Optional[str], subject: Optional[str], record: Optional[SubjectRecord]):
         self.study = study
         self.site = site or ""
@@ -384,7 +62,7 @@ class _Builder:
         self.record = record
         self.wb = Workbook()
         self.cells: list[_Cell] = []
-        self.styles: dict[tuple, Any] = {}
+        self.st = CellStyles()
         self.meta_rows: list[list[str]] = []
         self.meta_part = ""
         self.names: dict[str, str] = {}  # defined name -> "'Sheet'!$D$5"
@@ -436,13 +114,13 @@ class _Builder:
             self.lists_sheet()
         self.meta_sheet()
         self.apply_rules()
-        rewrite = {self.meta_part: lambda xml: _fill_sheet_data(xml, self.meta_rows)}
-        names_xml = "".join(f'<definedName name="{n}">{_xml_text(self.names[n])}</definedName>' for n in sorted(self.names))
-        rewrite["xl/workbook.xml"] = lambda xml: _add_defined_names(xml, names_xml)
+        rewrite = {self.meta_part: lambda xml: ooxml.fill_sheet_data(xml, self.meta_rows)}
+        names_xml = "".join(f'<definedName name="{n}">{ooxml.xml_text(self.names[n])}</definedName>' for n in sorted(self.names))
+        rewrite["xl/workbook.xml"] = lambda xml: ooxml.add_defined_names(xml, names_xml)
         # the big sheets' cells are serialised here (openpyxl's writer takes ~30 us a cell)
         for index, ws in enumerate(wb.worksheets, start=1):
             if ws.title in self.fast_sheets:
-                rewrite[f"xl/worksheets/sheet{index}.xml"] = _detach_sheet_data(ws)
+                rewrite[f"xl/worksheets/sheet{index}.xml"] = ooxml.detach_sheet_data(ws)
         for ws in wb.worksheets:
             ws.protection.sheet = True
             ws.protection.formatColumns = False  # allowed: sites may widen columns and rows
@@ -454,34 +132,11 @@ class _Builder:
         props.lastModifiedBy = "open-ecrf"
         props.title = f"{self.study.id} CRF workbook {self.subject or 'template'}"
         props.subject = f"{self.study.id} protocol {self.study.protocol_version} form version {self.study.form_version}"
-        props.created = FIXED_TIME
-        props.modified = FIXED_TIME
-        buf = io.BytesIO()
-        wb.save(buf)
-        return _deterministic_zip(buf.getvalue(), rewrite)
+        props.created = ooxml.FIXED_TIME
+        props.modified = ooxml.FIXED_TIME
+        return ooxml.save(wb, rewrite)
 
     # -- helpers
-    def st(self, cell, font=None, fill=None, border=None, alignment=None, protection=None, number_format=None) -> None:
-        """Style a cell through a cache of style arrays: openpyxl hashes every style object otherwise."""
-        key = (id(font), id(fill), id(border), id(alignment), id(protection), number_format)
-        cached = self.styles.get(key)
-        if cached is not None:
-            cell._style = copy(cached)
-            return
-        if font is not None:
-            cell.font = font
-        if fill is not None:
-            cell.fill = fill
-        if border is not None:
-            cell.border = border
-        if alignment is not None:
-            cell.alignment = alignment
-        if protection is not None:
-            cell.protection = protection
-        if number_format is not None:
-            cell.number_format = number_format
-        self.styles[key] = copy(cell._style)
-
     def _repeat_steps(self) -> list[str]:
         """What to do with the blank sheets of repeating visits (attack visits, unscheduled visits)."""
         out = []
@@ -562,11 +217,11 @@ class _Builder:
                 try:
                     c.value = translate(item.derived, resolve)
                     role = "derived"
-                    note = f"{_derived_words(item)}. The workbook calculates it."
+                    note = f"{texts.derived_words(item)}. The workbook calculates it."
                     self.st(c, ITALIC_GREY, READONLY_FILL, BOX, TOP, LOCKED, fmt)
                 except Untranslatable:
                     role = "manual"
-                    note = f"{_derived_words(item)}. Calculated by the data manager; leave blank."
+                    note = f"{texts.derived_words(item)}. Calculated by the data manager; leave blank."
                     self.st(c, None, MANUAL_FILL, BOX, TOP, LOCKED, fmt)
         else:
             role = "input"
@@ -590,7 +245,7 @@ class _Builder:
         ws["A1"].font = TITLE
         ws["A2"] = f"{self.study.id}   {self.who}   Protocol {self.study.protocol_version}   Form version {self.study.form_version}"
         ws["A2"].font = BOLD
-        window = _window_text(visit)
+        window = texts.window_text(visit)
         ws["A3"] = (f"Visit {key}" + (f", protocol day {visit.day}" if visit.day is not None else "")
                     + (f", window {window}" if window else "") + ". "
                     + (f"One sheet per {visit.label.lower()}: fill in the next blank one (1, 2, 3 ...) each time; leave the others blank. "
@@ -627,13 +282,13 @@ class _Builder:
                 value = self.record.value(key, inst.name, item.id) if self.record else None
                 self.st(ws.cell(r, 1, item.id), SMALL_GREY, None, None, TOP)
                 self.st(ws.cell(r, 2, item.question), None, None, None, WRAP)
-                mark = _req_mark(item)
+                mark = texts.req_mark(item)
                 if mark:
                     self.st(ws.cell(r, 3, mark), RED_BOLD, None, None, CENTER)
                 if item.unit:
                     self.st(ws.cell(r, 5, item.unit), None, None, None, TOP)
                 role, note = self.place_item(ws, sheet, coord, "D", item, path, name, resolve, value, item.required)
-                help_text = _help_text(item, role, note)
+                help_text = texts.help_text(item, role, note)
                 self.st(ws.cell(r, 6, help_text), HELP_FONT, None, None, WRAP)
                 lines = max(_lines(item.question, 50), _lines(help_text, 78))
                 if lines > 1:
@@ -673,7 +328,7 @@ class _Builder:
             col = get_column_letter(j)
             width = _log_width(item)
             ws.column_dimensions[col].width = width
-            mark = _req_mark(item)
+            mark = texts.req_mark(item)
             q = ws.cell(q_row, j, item.question + (f" {mark}" if mark else ""))
             q.font = HEADER_FONT
             q.alignment = WRAP
@@ -684,13 +339,13 @@ class _Builder:
             i.font = SMALL_GREY
             i.fill = HEADER_FILL
             i.border = BOX
-            hint = ws.cell(hint_row, j, _short_hint(item))
+            hint = ws.cell(hint_row, j, texts.short_hint(item))
             hint.font = SMALL_GREY
             hint.alignment = WRAP
             hint.fill = HEADER_FILL
             hint.border = BOX
         ws.row_dimensions[q_row].height = min(13 * max_lines + 4, 160)
-        hint_lines = max(_lines(_short_hint(it), _log_width(it) - 1) for it in items) if items else 1
+        hint_lines = max(_lines(texts.short_hint(it), _log_width(it) - 1) for it in items) if items else 1
         ws.row_dimensions[hint_row].height = min(11 * hint_lines + 4, 120)
         rows = self.record.logs.get(log.id, []) if self.record else []
         for row in range(log.rows):
@@ -757,7 +412,7 @@ class _Builder:
         for v, key in ((v, key) for v in self.study.visits for key in v.workbook_keys):
             ws.cell(r, 1, key).font = BOLD
             days = schedule.day_window(v)
-            window = "" if days is not None else (f" ({_window_text(v)})" if _window_text(v) else "")
+            window = "" if days is not None else (f" ({texts.window_text(v)})" if texts.window_text(v) else "")
             repeat = split_visit_key(key)[1]
             ws.cell(r, 2, v.label + ("" if repeat is None else f" {repeat}") + window).alignment = WRAP
             ws.cell(r, 3, v.week)
@@ -823,7 +478,7 @@ class _Builder:
             "Dates: type e.g. 2025-03-05 or 05-Mar-2025; they are shown as DD-MMM-YYYY.",
             "Times: HH:MM on the 24-hour clock, e.g. 09:05 (kept as text).",
             "Partial dates (history only): YYYY, YYYY-MM or YYYY-MM-DD: leave out what is unknown.",
-            f"Multiple choice: type every code that applies separated by '{MULTI_SEPARATOR}'{_multi_example(self.study)}.",
+            f"Multiple choice: type every code that applies separated by '{MULTI_SEPARATOR}'{texts.multi_example(self.study)}.",
             "Choices: pick the code from the dropdown; the codes and their meaning are listed beside the cell.",
             "An amber cell holds a value outside the expected range: check it against the source and keep it if it is right "
             "(the data manager may query it).",
@@ -945,117 +600,6 @@ class _Builder:
         ws.page_margins.footer = 0.3
 
 
-# -- small helpers ---------------------------------------------------------------------------
-def _multi_example(study: Study) -> str:
-    """', e.g. A; B' from the study's first multiple-choice item with two codes (none: no example)."""
-    items = [it for v in study.visits for inst in v.forms for it in inst.items]
-    items += [it for lg in study.logs for it in lg.form.items]
-    for it in items:
-        if it.kind is ItemKind.MULTI_CHOICE and it.codelist is not None and len(it.codelist.values) >= 2:
-            return ", e.g. " + MULTI_SEPARATOR.join(str(c) for c in it.codelist.values[:2])
-    return ""
-
-
-def _window_text(v: Visit) -> str:
-    w = v.window
-    if v.day is None and w.anchor == "day0":
-        return ""  # off the schedule with nothing to count from: any day
-    if v.day is None:
-        if w.before == 0:
-            return f"<= {w.after} d after {w.anchor}"
-        return f"-{w.before}/+{w.after} d around {w.anchor}"
-    if w.before == 0 and w.after == 0:
-        return "Day 0 (anchor)" if v.day == 0 and w.anchor == "day0" else "on the day"
-    if v.kind == "screening":
-        return f"Day {v.day - w.before} to Day {v.day + w.after}"
-    return f"-{w.before}/+{w.after} d"
-
-
-def _req_mark(item: Item) -> str:
-    if not item.is_input:
-        return ""
-    if item.required:
-        return "*"
-    if item.condition or item.required_with:
-        return "(*)"
-    return ""
-
-
-def _help_text(item: Item, role: str, note: str) -> str:
-    parts = []
-    if item.condition:
-        vals = ", ".join(map(str, item.condition.values))
-        parts.append(f"Required if {item.condition.item} = {vals}.")
-    if item.required_with:
-        parts.append(f"Required when {', '.join(item.required_with)} is filled.")
-    if role == "input":
-        k = item.kind
-        if k in (ItemKind.INTEGER, ItemKind.DECIMAL):
-            rng = describe_range(item)
-            if rng:
-                parts.append(f"Allowed {rng}.")
-            soft = describe_soft(item)
-            if soft:
-                parts.append(f"Expected {soft}.")
-            if item.reference_range and not item.reference_range.is_empty:
-                parts.append(f"Normal range {item.reference_range.describe()}.")
-        elif k == ItemKind.DATE:
-            parts.append("Date DD-MMM-YYYY.")
-        elif k == ItemKind.TIME:
-            parts.append("HH:MM (24 h).")
-        elif k == ItemKind.PARTIAL_DATE:
-            parts.append("YYYY, YYYY-MM or YYYY-MM-DD.")
-        elif k == ItemKind.CHOICE and item.codelist:
-            parts.append(codes_text(item.codelist, 400) + ".")
-        elif k == ItemKind.MULTI_CHOICE and item.codelist:
-            parts.append(f"All that apply, separated by '{MULTI_SEPARATOR}': {codes_text(item.codelist, 400)}.")
-        elif k == ItemKind.TEXT and item.pattern:
-            parts.append(f"Format {item.pattern.strip('^$')}.")
-    if note:
-        parts.append(note)
-    if item.help:
-        parts.append(item.help)
-    return " ".join(parts)
-
-
-def _derived_words(item: Item) -> str:
-    """What a calculated item is, in the study's words (x-derived-label), never its expression."""
-    return (item.derived_label or "Calculated").rstrip(". ")
-
-
-def _short_hint(item: Item) -> str:
-    k = item.kind
-    if not item.is_input:
-        if item.derived is not None:
-            return "calculated" if _translatable(item) else "data manager"
-        return "fixed"
-    cond = f"if {item.condition.item}={'/'.join(map(str, item.condition.values))}; " if item.condition else ""
-    if k in (ItemKind.INTEGER, ItemKind.DECIMAL):
-        return cond + (describe_range(item) or (item.unit or "number"))
-    if k == ItemKind.DATE:
-        return cond + "DD-MMM-YYYY"
-    if k == ItemKind.TIME:
-        return cond + "HH:MM"
-    if k == ItemKind.PARTIAL_DATE:
-        return cond + "YYYY[-MM[-DD]]"
-    if k == ItemKind.CHOICE:
-        return cond + "list"
-    if k == ItemKind.MULTI_CHOICE:
-        return cond + "codes; codes"
-    return cond + f"text <= {item.max_length or 200}"
-
-
-def _translatable(item: Item) -> bool:
-    if item.derived is None:
-        return False
-    if constant_value(item.derived) is not None:
-        return True
-    try:
-        translate(item.derived, lambda d: d)
-        return True
-    except Untranslatable:
-        return False
-
 
 def _log_width(item: Item) -> float:
     k = item.kind
@@ -1101,122 +645,3 @@ def _ranges(coords: list[str]) -> list[str]:
     if start is not None:
         out.append(f"{col0}{start}" if start == prev else f"{col0}{start}:{col0}{prev}")
     return out
-
-
-_SHEET_DATA = re.compile(r"<sheetData\s*/>|<sheetData>\s*</sheetData>")
-
-
-def _xml_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _fill_sheet_data(xml: bytes, rows: list[list[str]]) -> bytes:
-    """Put rows of text (inline strings) into an empty worksheet part written by openpyxl."""
-    out = ["<sheetData>"]
-    width = 1
-    for r, row in enumerate(rows, start=1):
-        if not row:
-            continue
-        width = max(width, len(row))
-        cells = []
-        for j, value in enumerate(row):
-            if value == "":
-                continue
-            ref = f"{get_column_letter(j + 1)}{r}"
-            space = ' xml:space="preserve"' if value != value.strip() else ""
-            cells.append(f'<c r="{ref}" t="inlineStr"><is><t{space}>{_xml_text(value)}</t></is></c>')
-        out.append(f'<row r="{r}">{"".join(cells)}</row>')
-    out.append("</sheetData>")
-    text = xml.decode("utf-8")
-    data = "".join(out)
-    text = _SHEET_DATA.sub(lambda _m: data, text, count=1)
-    text = re.sub(r'<dimension ref="[^"]*"', f'<dimension ref="A1:{get_column_letter(width)}{len(rows)}"', text, count=1)
-    return text.encode("utf-8")
-
-
-def _add_defined_names(xml: bytes, names_xml: str) -> bytes:
-    text = xml.decode("utf-8")
-    if "<definedNames>" in text:
-        text = text.replace("<definedNames>", "<definedNames>" + names_xml, 1)
-    else:
-        text = text.replace("</sheets>", "</sheets><definedNames>" + names_xml + "</definedNames>", 1)
-    return text.encode("utf-8")
-
-
-def _attr(text: str) -> str:
-    return _xml_text(text).replace('"', "&quot;")
-
-
-def _detach_sheet_data(ws):
-    """Serialise a worksheet's cells and rows as openpyxl would (inline strings, style ids), then
-    remove them from the sheet; returns the function that puts them into the saved part."""
-    wb = ws.parent
-    styles = wb._cell_styles
-    rows: dict[int, list] = defaultdict(list)
-    for (r, _c), cell in sorted(ws._cells.items()):
-        rows[r].append(cell)
-    for r in ws.row_dimensions.keys() - rows.keys():
-        rows[r] = []
-    dimension = ws.calculate_dimension()
-    out = ["<sheetData>"]
-    for r in sorted(rows):
-        attrs = {"r": str(r)}
-        dim = ws.row_dimensions.get(r)
-        if dim is not None:
-            attrs.update(dict(dim))
-        out.append("<row " + " ".join(f'{k}="{_attr(str(v))}"' for k, v in attrs.items()) + ">")
-        for cell in rows[r]:
-            styled = cell.has_style
-            value = cell._value
-            if value is None and not styled:
-                continue
-            head = f'<c r="{cell.coordinate}"' + (f' s="{styles.add(cell._style)}"' if styled else "")
-            dtype = cell.data_type
-            if value is None or value == "":
-                out.append(head + (f' t="{dtype}"' if dtype not in ("s", "f") else ' t="inlineStr"' if dtype == "s" else "") + "/>")
-            elif dtype == "s":
-                space = ' xml:space="preserve"' if value.strip() and value != value.strip() else ""
-                out.append(f'{head} t="inlineStr"><is><t{space}>{_xml_text(value)}</t></is></c>')
-            elif dtype == "f":
-                out.append(f"{head}><f>{_xml_text(value[1:])}</f><v></v></c>")
-            elif dtype == "d":
-                out.append(f'{head} t="n"><v>{safe_string(to_excel(value, wb.epoch))}</v></c>')
-            else:
-                out.append(f'{head} t="{dtype}"><v>{_xml_text(safe_string(value))}</v></c>')
-        out.append("</row>")
-    out.append("</sheetData>")
-    xml_data = "".join(out)
-    ws._cells.clear()
-    for r in list(ws.row_dimensions.keys()):
-        del ws.row_dimensions[r]
-
-    def put(xml: bytes) -> bytes:
-        text = xml.decode("utf-8")
-        text = _SHEET_DATA.sub(lambda _m: xml_data, text, count=1)
-        text = re.sub(r'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"', text, count=1)
-        return text.encode("utf-8")
-
-    return put
-
-
-def _deterministic_zip(data: bytes, rewrite: Optional[dict] = None) -> bytes:
-    """Rewrite the package with fixed timestamps and document properties, entries in a stable order."""
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as dst:
-        names = src.namelist()
-        for name in names:  # openpyxl's order, which depends only on the workbook's content
-            content = src.read(name)
-            if rewrite and name in rewrite:
-                content = rewrite[name](content)
-            if name == "docProps/core.xml":
-                text = content.decode("utf-8")
-                text = re.sub(r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rf"\g<1>{stamp}\g<3>", text)
-                content = text.encode("utf-8")
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o600 << 16
-            info.create_system = 0
-            dst.writestr(info, content, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-    return out.getvalue()
