@@ -9,7 +9,7 @@ never send). A worker that dies, aborts or overruns becomes one finding naming t
 on; a new worker takes the next file, and the other files are still checked.
 
 A worker keeps the study-level caches it built for its first file (3 s of layout for the shipped
-study), so the caches must be pure functions of the study and the file (crf/readers/xlsx.py).
+study), so the caches must be pure functions of the study and the file (crf/readers/xlsx/).
 """
 from __future__ import annotations
 
