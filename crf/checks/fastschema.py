@@ -10,8 +10,9 @@ always uses jsonschema), and tests compare the two on clean, planted and mutated
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
-from urllib.parse import urldefrag
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Optional
+from urllib.parse import urldefrag, urljoin
 
 from jsonschema import FormatChecker
 
@@ -56,6 +57,29 @@ def equal(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _all_of(checks: list[Predicate]) -> Predicate:
+    def every(v: Any) -> bool:  # a loop, not all() over a generator: this runs for every value of every form
+        for check in checks:
+            if not check(v):
+                return False
+        return True
+    return every
+
+
+def _properties(props: dict[str, Predicate]) -> Predicate:
+    get = props.get
+
+    def valid(v: Any) -> bool:
+        if not isinstance(v, dict):
+            return True
+        for k, x in v.items():
+            check = get(k)
+            if check is not None and not check(x):
+                return False
+        return True
+    return valid
+
+
 class Compiler:
     def __init__(self, registry: Any, format_checker: FormatChecker):
         self.registry = registry
@@ -90,14 +114,14 @@ class Compiler:
             return lambda v: True
         if len(checks) == 1:
             return checks[0]
-        return lambda v: all(c(v) for c in checks)
+        return _all_of(checks)
 
     def keyword(self, key: str, value: Any, schema: dict[str, Any], base: str) -> Predicate:
         if key == "$ref":
-            target = self.registry.resolver(base).lookup(value)
             uri = _join(base, value)
-            target_base = urldefrag(uri)[0]
-            if uri not in self._refs:
+            if uri not in self._refs:  # looked up once: the same absolute URI is the same schema
+                target = self.registry.resolver(base).lookup(value)
+                target_base = urldefrag(uri)[0]
                 slot: list[Predicate] = []
                 self._refs[uri] = lambda v: slot[0](v)
                 slot.append(self.compile(target.contents, target_base))
@@ -107,9 +131,14 @@ class Compiler:
         if key == "type":
             names = value if isinstance(value, list) else [value]
             tests = [_TYPES[n] for n in names]
+            if len(tests) == 1:
+                return tests[0]
             return lambda v: any(t(v) for t in tests)
         if key == "enum":
             options = list(value)
+            if options and all(o.__class__ is str for o in options):  # a code list: equal() is == for a text, False for anything else
+                texts = frozenset(options)
+                return lambda v: (v in texts) if v.__class__ is str else any(equal(v, o) for o in options)
             return lambda v: any(equal(v, o) for o in options)
         if key == "const":
             return lambda v: equal(v, value)
@@ -132,11 +161,11 @@ class Compiler:
             conforms = self.formats.conforms
             return lambda v: conforms(v, value)
         if key == "required":
-            names = list(value)
-            return lambda v: not isinstance(v, dict) or all(n in v for n in names)
+            wanted = frozenset(value)
+            return lambda v: not isinstance(v, dict) or wanted <= v.keys()
         if key == "properties":
             props = {k: self.compile(s, base) for k, s in value.items()}
-            return lambda v: not isinstance(v, dict) or all(props[k](x) for k, x in v.items() if k in props)
+            return _properties(props)
         if key == "additionalProperties":
             if "patternProperties" in schema:
                 raise Unsupported("patternProperties")
@@ -148,7 +177,7 @@ class Compiler:
             return lambda v: not isinstance(v, dict) or all(all(n in v for n in deps[k]) for k in deps if k in v)
         if key == "allOf":
             parts = [self.compile(s, base) for s in value]
-            return lambda v: all(p(v) for p in parts)
+            return _all_of(parts)
         if key == "anyOf":
             parts = [self.compile(s, base) for s in value]
             return lambda v: any(p(v) for p in parts)
@@ -183,14 +212,25 @@ class Compiler:
         raise Unsupported(key)
 
 
+@lru_cache(maxsize=4096)
 def _join(base: str, ref: str) -> str:
-    from urllib.parse import urljoin
     return urljoin(base, ref)
 
 
 def compile_schema(registry: Any, uri: str, format_checker: FormatChecker) -> Optional[Predicate]:
     """A validity predicate for the schema at `uri`, or None when it uses an unsupported keyword."""
-    try:
-        return Compiler(registry, format_checker).compile_ref(uri)
-    except Unsupported:
-        return None
+    return compile_schemas(registry, [uri], format_checker)[uri]
+
+
+def compile_schemas(registry: Any, uris: Iterable[str], format_checker: FormatChecker) -> dict[str, Optional[Predicate]]:
+    """`compile_schema` for each of `uris`, sharing what they refer to (the code lists, the item definitions): compiled once."""
+    compiler = Compiler(registry, format_checker)
+    out: dict[str, Optional[Predicate]] = {}
+    for uri in uris:
+        before = dict(compiler._refs)
+        try:
+            out[uri] = compiler.compile_ref(uri)
+        except Unsupported:
+            compiler._refs = before  # no half-compiled placeholder is left for the next schema
+            out[uri] = None
+    return out

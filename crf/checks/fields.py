@@ -22,7 +22,7 @@ from ..readers.base import ReadSubject
 from ..readers.convert import ValueIssue, show_value
 from ..subject import Location, SubjectRecord
 from .derive import Disagreement
-from .fastschema import Predicate, compile_schema
+from .fastschema import Predicate, compile_schemas
 from .stage import CheckStage, derive
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(?:-(0[1-9]|1[0-2])(?:-\d{2})?)?$")
@@ -79,9 +79,10 @@ class FieldChecks(CheckStage):
         checker = format_checker()
         self._validators: dict[str, Draft202012Validator] = {}
         self._fast: dict[str, Optional[Predicate]] = {}
-        for uri in sorted({*study.schemas.visit_uris.values(), *study.schemas.log_uris.values()}):
+        uris = sorted({*study.schemas.visit_uris.values(), *study.schemas.log_uris.values()})
+        for uri in uris:
             self._validators[uri] = Draft202012Validator({"$ref": uri}, registry=registry, format_checker=checker)
-            self._fast[uri] = compile_schema(registry, uri, checker)
+        self._fast = compile_schemas(registry, uris, checker)  # the schemas' shared parts compiled once
         self._logs = {lg.id: lg for lg in study.logs}
         self.locator = Locator(study)
 

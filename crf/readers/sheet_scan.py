@@ -8,7 +8,6 @@ What the study itself wrote on a sheet (labels, questions, help) is known from t
 """
 from __future__ import annotations
 
-import functools
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -81,12 +80,25 @@ def inserted_log_rows(study: Study, by_sheet: dict[str, list[tuple[Any, Any]]], 
     return found
 
 
-@functools.lru_cache(maxsize=4)
 def _written_texts(study: Study) -> dict[str, frozenset[str]]:
     """Every text the workbook writer puts on each visit and log sheet (labels, questions, help, row numbers).
 
     Laying the sheets out costs about a second (most of a one-file run), so the texts are kept in the
-    definition cache (crf.defcache), keyed by the definition and the bytes of the code that makes them."""
+    definition cache (crf.defcache), keyed by the definition and the bytes of the code that makes them;
+    in the process, by the study object (an lru_cache would hash the whole frozen model on every file: 10 ms)."""
+    key = (id(study), study.definition_hash)
+    hit = _WRITTEN.get(key)
+    if hit is None or hit[0] is not study:
+        hit = _WRITTEN[key] = (study, _written_texts_of(study))
+        while len(_WRITTEN) > 4:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+    return hit[1]
+
+
+_WRITTEN: dict[tuple[int, str], tuple[Study, dict[str, frozenset[str]]]] = {}
+
+
+def _written_texts_of(study: Study) -> dict[str, frozenset[str]]:
     import json
 
     from .. import defcache
@@ -146,8 +158,11 @@ def stray_values(study: Study, display: str, site: str, subject: str, sheet_name
 
     def typed(sheet: str, template: str, skip: set[tuple[int, int]]) -> list[tuple[int, int, Any]]:
         ours = written.get(template, frozenset())
+        nothing_typed = ours | {"", None}  # a row of blanks and the study's own texts only: one set test in C, not a cell at a time
         out = []
         for r, row in enumerate(rows_of(sheet)):
+            if nothing_typed.issuperset(row):
+                continue
             for c, value in enumerate(row):
                 if value == "" or value is None or (value.__class__ is str and value in ours):
                     continue  # the fast cases first: most cells are blank or the study's own label

@@ -301,8 +301,8 @@ class SubjectContext:
             for visit, instance in self.layout.instances_of_form.get(form_id, ()):
                 if visits and visit not in visits:
                     continue
-                for key in self.visit_keys(visit):
-                    frame = self.form_frame(key, instance)
+                for visit_key in self.visit_keys(visit):  # not `key`: the memo's key (it was stored under the last visit key, never found)
+                    frame = self.form_frame(visit_key, instance)
                     if frame is not None and any(v not in (None, "", []) for v in frame.data.values()):
                         cached.append(frame)
             self.memo[key] = cached

@@ -14,7 +14,7 @@ from ...subject import Location
 from .. import sheet_scan
 from ..base import ReadSubject
 from ..convert import ValueIssue, clean_text, convert
-from .locate import CellRef, _Spec
+from .locate import INPUT, DERIVED, CellRef, _Spec
 from .sheets import Sheets
 
 
@@ -48,71 +48,76 @@ def read_values(study: Study, sheets: Sheets, display: str, fields: list[_Spec],
         no_value = sheets.formula_cells_without_value(sheet)
         specials = sheets.cell_issues(sheet)
         for f, ref in entries:
+            r = ref.row
             raw: Any = ""
-            if ref.row < height:
-                row = rows[ref.row]
+            if r < height:
+                row = rows[r]
                 if ref.col < len(row):
                     raw = row[ref.col]
-            item = f.item
-            is_log = f.row is not None
             blank = raw == "" or raw is None or (raw.__class__ is str and not clean_text(raw))
-            if is_log:
-                log_numbers[f.container].setdefault(ref.row, f.row + 1 if f.row >= 0 else None)  # type: ignore[operator]  # is_log: f.row is an int
-            special = specials.get(ref.cell) if specials else None
-            if special is not None and item.is_input and item.fixed is None and item.derived is None:
-                reported.add((sheet, ref.cell))  # a value that could not be read, or an Excel error value: on its field
-                if is_log:
-                    log_refs[f.container][ref.row][item.id] = ref
-                    log_rows[f.container].setdefault(ref.row, {})
-                    log_issues[f.container][ref.row][item.id] = special
-                else:
-                    locations[f.path] = Location(display, sheet, ref.cell)
-                    visit_values.setdefault(f.container, {}).setdefault(f.form, {})
-                    result.issues[f.path] = special
-                continue
-            if blank and is_log:
-                log_refs[f.container][ref.row][item.id] = ref
-                if not item.is_input or ref.cell not in no_value:
+            item = f.item
+            mode = f.mode
+            cell = ref.cell
+            special = specials.get(cell) if specials and mode == INPUT else None  # unreadable, or an Excel error value: on its field
+            if f.row is not None:  # a log row's cell: keyed by its sheet row until the rows are numbered (below)
+                container = f.container
+                numbers = log_numbers[container]
+                if r not in numbers:
+                    numbers[r] = f.row + 1 if f.row >= 0 else None
+                refs = log_refs[container][r]
+                if special is not None:
+                    reported.add((sheet, cell))
+                    refs[item.id] = ref
+                    log_rows[container].setdefault(r, {})
+                    log_issues[container][r][item.id] = special
                     continue
-            if item.fixed is not None or item.derived is not None:
-                if not is_log:
-                    locations[f.path] = Location(display, sheet, ref.cell)
-                if item.derived is not None and not blank:
-                    value = convert(item, raw, date1904)
-                    if not isinstance(value, ValueIssue) and value is not None:
-                        if is_log:  # keyed by record row once the log's rows are numbered (below)
-                            log_refs[f.container][ref.row][item.id] = ref
-                            log_cached[f.container][ref.row][item.id] = value
-                        else:
-                            result.cached[f.path] = value
-                continue
-            value = None
-            issue: Optional[ValueIssue] = None
-            if blank:
-                if ref.cell in no_value:
-                    issue = ValueIssue("FORMULA-NO-VALUE", "(formula)", "holds a formula with no calculated value (the file was saved by a "
-                                       "program that does not calculate formulas)", "Type the value itself instead of a formula, "
-                                       "or open the file in Excel, save it and send it again", "a value")
-            else:
+                if blank:
+                    refs[item.id] = ref
+                    if mode != INPUT or cell not in no_value:
+                        continue
+                elif mode != INPUT:
+                    if mode == DERIVED:
+                        value = convert(item, raw, date1904)
+                        if not isinstance(value, ValueIssue) and value is not None:
+                            refs[item.id] = ref
+                            log_cached[container][r][item.id] = value
+                    continue
+                refs[item.id] = ref
+                if blank:  # an input holding a formula without its value
+                    log_rows[container].setdefault(r, {})
+                    log_issues[container][r][item.id] = _formula_no_value()
+                    continue
                 converted = convert(item, raw, date1904)
                 if isinstance(converted, ValueIssue):
-                    issue = converted
-                else:
-                    value = converted
-            if is_log:
-                log_refs[f.container][ref.row][item.id] = ref
-                if value is not None:
-                    log_rows[f.container].setdefault(ref.row, {})[item.id] = value
-                elif issue is not None:
-                    log_rows[f.container].setdefault(ref.row, {})
-                    log_issues[f.container][ref.row][item.id] = issue
+                    log_rows[container].setdefault(r, {})
+                    log_issues[container][r][item.id] = converted
+                elif converted is not None:
+                    log_rows[container].setdefault(r, {})[item.id] = converted
                 continue
-            locations[f.path] = Location(display, sheet, ref.cell)
-            if value is not None:
-                visit_values.setdefault(f.container, {}).setdefault(f.form, {})[item.id] = value
-            elif issue is not None:
+            path = f.path
+            locations[path] = Location(display, sheet, cell)
+            if special is not None:
+                reported.add((sheet, cell))
                 visit_values.setdefault(f.container, {}).setdefault(f.form, {})
-                result.issues[f.path] = issue
+                result.issues[path] = special
+                continue
+            if mode != INPUT:
+                if mode == DERIVED and not blank:
+                    value = convert(item, raw, date1904)
+                    if not isinstance(value, ValueIssue) and value is not None:
+                        result.cached[path] = value
+                continue
+            if blank:
+                if cell in no_value:
+                    visit_values.setdefault(f.container, {}).setdefault(f.form, {})
+                    result.issues[path] = _formula_no_value()
+                continue
+            converted = convert(item, raw, date1904)
+            if isinstance(converted, ValueIssue):
+                visit_values.setdefault(f.container, {}).setdefault(f.form, {})
+                result.issues[path] = converted
+            elif converted is not None:
+                visit_values.setdefault(f.container, {}).setdefault(f.form, {})[item.id] = converted
     # keep visits in schedule order, only those with something entered
     for key, visit in study.visit_keys(visit_values):
         record.visits[key] = {inst.name: visit_values[key][inst.name] for inst in visit.forms if inst.name in visit_values[key]}
@@ -134,3 +139,9 @@ def read_values(study: Study, sheets: Sheets, display: str, fields: list[_Spec],
             for item_id, value in log_cached[log.id][wb_row].items():
                 result.cached[f"/logs/{log.id}/{index}/{item_id}"] = value
     return by_sheet, reported
+
+
+def _formula_no_value() -> ValueIssue:
+    return ValueIssue("FORMULA-NO-VALUE", "(formula)", "holds a formula with no calculated value (the file was saved by a "
+                      "program that does not calculate formulas)", "Type the value itself instead of a formula, "
+                      "or open the file in Excel, save it and send it again", "a value")

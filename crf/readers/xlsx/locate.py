@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Optional
 from xml.sax.saxutils import unescape as xml_unescape
@@ -20,6 +20,7 @@ from .package import _INLINE_TEXT, _META_CELL
 
 _REF = re.compile(r"^(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)$")
 _CELL = re.compile(r"^([A-Z]{1,3})(\d+)$")
+_ROW_START = re.compile(rb'<row r="(\d+)"')
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,18 @@ class _Spec:
     form: str
     row: Optional[int]
     index: int  # position in crf.fieldmap order
+    mode: int = field(init=False, default=0)  # INPUT, FIXED or DERIVED: what the cell loop does with the cell, worked out once
+
+    def __post_init__(self) -> None:
+        item = self.item
+        object.__setattr__(self, "mode", INPUT if item.is_input else DERIVED if item.derived is not None else FIXED)
 
     @property
     def is_log(self) -> bool:
         return self.row is not None
+
+
+INPUT, FIXED, DERIVED = 0, 1, 2  # _Spec.mode: typed by the site; fixed by the study; calculated (a formula with its cached value)
 
 
 _TABLES: dict[tuple[int, str], list[_Spec]] = {}
@@ -91,9 +100,14 @@ class _FieldMap:
         self._map: Optional[dict[str, CellRef]] = None
         self._xml = xml  # the sheet as the study writes it (inline strings): one row can be read without calamine
         self.used = False  # consulted at all: what was located then depends on this workbook's _meta, not only its names
+        self._row_starts: Optional[dict[bytes, int]] = None  # row number as written -> offset
 
     def _xml_row(self, i: int) -> Optional[list[str]]:
-        at = self._xml.find(b'<row r="%d"' % (i + 1))
+        if self._row_starts is None:  # one pass: where each row number first starts (a search from the start per row took 10 ms a file)
+            self._row_starts = {}
+            for m in _ROW_START.finditer(self._xml):
+                self._row_starts.setdefault(m[1], m.start())
+        at = self._row_starts.get(b"%d" % (i + 1), -1)
         if at < 0:
             return None
         end = self._xml.find(b"</row>", at)

@@ -78,7 +78,8 @@ def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
     finally:
         zf.close()
     try:
-        book, rels = _parse_workbook_parts(workbook_xml, rels_xml)
+        key = workbook_key(workbook_xml, rels_xml)
+        book, rels = _parse_workbook_parts(workbook_xml, rels_xml, key)
     except DefusedXmlException:
         raise Unusable("XML-UNSAFE", "the workbook declares XML entities, which Excel never writes; it may be an attack",
                        "Send the workbook you received from the study, filled in; this file was not opened")
@@ -87,7 +88,7 @@ def _open_package(data: bytes, display: str, limits: safety.Limits) -> _Package:
     sheet_parts = {name: rels.targets.get(rid, "") for name, rid in book.sheets}
     defined = dict(book.names)  # a copy: the parsed result may be shared with later files
     date1904 = book.date1904
-    return _Package(sheet_parts, defined, date1904, sheet_xml, workbook_key(workbook_xml, rels_xml), data, shared_strings)
+    return _Package(sheet_parts, defined, date1904, sheet_xml, key, data, shared_strings)
 
 
 _META_ROW = re.compile(rb'<row r="(\d+)"[^>]*>(.*?)</row>', re.S)
@@ -132,10 +133,9 @@ def workbook_key(workbook_xml: bytes, rels_xml: bytes) -> bytes:
 _PARSED: "OrderedDict[bytes, tuple[_WorkbookXml, _RelsXml]]" = OrderedDict()
 
 
-def _parse_workbook_parts(workbook_xml: bytes, rels_xml: bytes) -> tuple["_WorkbookXml", "_RelsXml"]:
+def _parse_workbook_parts(workbook_xml: bytes, rels_xml: bytes, key: bytes) -> tuple["_WorkbookXml", "_RelsXml"]:
     """Parse xl/workbook.xml and its relationships; workbooks issued by one study are byte-identical
-    here, so the result is kept for the next file with exactly these bytes (digest as key)."""
-    key = workbook_key(workbook_xml, rels_xml)
+    here, so the result is kept for the next file with exactly these bytes (`key`: their digest, workbook_key)."""
     hit = _PARSED.get(key)
     if hit is not None:
         return hit

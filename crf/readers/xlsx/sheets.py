@@ -29,6 +29,9 @@ class _SheetDamaged(Exception):
 
 
 
+_EXTENTS: dict[bytes, dict[str, tuple[int, int]]] = {}  # workbook key -> sheet -> (rows, columns) its named cells use
+
+
 class Sheets:
     """The sheets of a package, read on demand through the pre-scan."""
 
@@ -79,14 +82,17 @@ class Sheets:
 
     def _form_extent(self, sheet: str) -> tuple[int, int]:
         """(rows, columns) the study's named cells use on `sheet`: what is kept of it however far a stray cell lies."""
-        extents: dict[str, tuple[int, int]] = self.__dict__.get("_extents") or {}
-        if not extents:
+        extents = _EXTENTS.get(self.package.key)  # a function of the defined names, so of workbook.xml (its digest is the key)
+        if extents is None:
+            extents = {}
             for text in self.package.names.values():
                 ref = parse_reference(text)
                 if ref is not None:
                     rows, cols = extents.get(ref.sheet, (0, 0))
                     extents[ref.sheet] = (max(rows, ref.row + 1), max(cols, ref.col + 1))
-            self.__dict__["_extents"] = extents
+            _EXTENTS[self.package.key] = extents
+            while len(_EXTENTS) > 8:
+                _EXTENTS.pop(next(iter(_EXTENTS)))
         return extents.get(sheet, (0, 0))
 
     def _book_with(self, part: str, xml: bytes) -> Any:
