@@ -130,11 +130,11 @@ def test_the_written_texts_come_from_the_cache_and_change_with_the_definition(ca
     laid_out = []
     original = sheet_scan._layout_texts
     monkeypatch.setattr(sheet_scan, "_layout_texts", lambda s: (laid_out.append(1), original(s))[1])
-    assert sheet_scan._written_texts.__wrapped__(study) == made and laid_out == [1]
-    assert sheet_scan._written_texts.__wrapped__(study) == made and laid_out == [1]  # from the cache: not laid out again
+    assert sheet_scan._written_texts_of(study) == made and laid_out == [1]
+    assert sheet_scan._written_texts_of(study) == made and laid_out == [1]  # from the cache: not laid out again
     edit_json(folder / "forms" / "vitals.json", lambda d: d["properties"]["HR"].update(title="Pulse"))
     changed = load_study(folder)
-    texts = sheet_scan._written_texts.__wrapped__(changed)
+    texts = sheet_scan._written_texts_of(changed)
     assert laid_out == [1, 1] and any("Pulse" in t for sheet in texts.values() for t in sheet)
     (next(cache.rglob("computed/*/*"))).write_bytes(b"garbage")  # a foreign entry: computed again, never trusted
-    assert sheet_scan._written_texts.__wrapped__(study) == made
+    assert sheet_scan._written_texts_of(study) == made
