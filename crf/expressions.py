@@ -53,6 +53,17 @@ class Expression:
         return {n.func.id for n in self.nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
 
 
+def arity_problems(expr: "Expression", known: Mapping[str, "Function"]) -> list[str]:
+    """Each call of a known function in `expr` with a number of arguments it does not take."""
+    found = []
+    for node in expr.nodes:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in known:
+            wrong = known[node.func.id].wrong_arity(len(node.args))
+            if wrong:
+                found.append(f"{wrong}, in {expr.text!r}")
+    return found
+
+
 def _dotted(node: ast.AST) -> Optional[str]:
     if isinstance(node, ast.Name):
         return node.id
@@ -275,6 +286,14 @@ class Function:
         """(fewest, most) arguments; most is None when the last one repeats."""
         fewest = sum(1 for a in self.args if not a.endswith(("?", "*")))
         return fewest, None if any(a.endswith("*") for a in self.args) else len(self.args)
+
+    def wrong_arity(self, given: int) -> Optional[str]:
+        """Why `given` arguments do not fit this function (for a load-time problem), or None when they do."""
+        fewest, most = self.arity()
+        if fewest <= given <= (most if most is not None else given):
+            return None
+        wanted = f"{fewest}" if fewest == most else f"{fewest} to {most}" if most is not None else f"at least {fewest}"
+        return f"{self.name}() takes {wanted} argument(s), {self.signature()}, not {given}"
 
     def signature(self) -> str:
         """`count(log, condition?)`, with what a non-value argument must be: for the docs and messages."""

@@ -24,7 +24,8 @@ import referencing.exceptions
 import referencing.jsonschema
 from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 
-from . import defcache, expressions
+from . import defcache, expressions, plugin
+from .plugin import NO_FUNCTIONS, StudyFunctions
 from .model import (
     Assumption, Code, CodeList, Condition, Dosing, FieldRef, Form, FormInstance, Item, ItemKind, Limits, Log,
     RepeatLink, ScheduleConfig, SchemaSet, SdtmTarget, Study, Visit, Window,
@@ -189,6 +190,9 @@ class _Loader:
             self.docs[rel] = doc
             if rel != "study.json" and not rel.startswith("rules/"):
                 self.registry = self.registry.with_resource(BASE_URI + rel, referencing.Resource.from_contents(doc, default_specification=referencing.jsonschema.DRAFT202012))
+        # a study's own functions (crf/plugin.py) are part of its definition: a changed plug-in is a changed study
+        for path in sorted(p for p in self.folder.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(path.relative_to(self.folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
         self.definition_hash = digest.hexdigest()
         self.registry = self.registry.crawl()
 
@@ -233,6 +237,7 @@ class _Loader:
 
     # -- study ---------------------------------------------------------------------------
     def build_study(self, doc: dict[str, Any]) -> Study:
+        self.functions = self.load_functions(doc.get("functions"))  # before the forms: x-derived items call them
         d = doc.get("dosing")
         dosing = None if d is None else Dosing(
             drug=d["drug"], dose_mg_per_kg=d["dose_mg_per_kg"], vial_sizes_mg=tuple(d["vial_sizes_mg"]),
@@ -263,6 +268,7 @@ class _Loader:
                 logs.append(log)
         codelists = self.collect_codelists()
         schedule = self.build_schedule(doc.get("schedule"), visits)
+        self.check_function_uses(logs)
         schemas = SchemaSet(
             registry=self.registry, base_uri=BASE_URI,
             visit_uris={v["id"]: BASE_URI + v["crf"] for v in doc["visits"]},
@@ -274,8 +280,33 @@ class _Loader:
             codelists=codelists, assumptions=tuple(self.assumptions), folder=self.folder,
             definition_hash=self.definition_hash, registry_id=doc.get("registry_id"), sponsor=doc.get("sponsor"),
             form_definitions=tuple(f for f in self.forms.values() if f is not None),
-            schemas=schemas, schedule=schedule,
+            schemas=schemas, schedule=schedule, functions=self.functions,
         )
+
+    def load_functions(self, file: Optional[str]) -> StudyFunctions:
+        """study.json `functions`: the study's plug-in module, run and checked (crf/plugin.py)."""
+        if not file:
+            return NO_FUNCTIONS
+        try:
+            return plugin.load(self.folder, file, _known_functions())
+        except plugin.PluginError as exc:
+            self.problem(file, "", f"the study's functions module (study.json \"functions\") {exc}")
+            return NO_FUNCTIONS
+
+    def check_function_uses(self, logs: list[Log]) -> None:
+        """Every form, log and item id the plug-in's code names (its USES) is one of the study."""
+        if not self.functions.uses:
+            return
+        items = {form.id: {it.id for it in form.items} for form in self.forms.values() if form is not None}
+        items.update({lg.id: {it.id for it in lg.form.items} for lg in logs})
+        for container, wanted in self.functions.uses:
+            if container not in items:
+                self.problem(self.functions.file, "USES", f"{container!r} is not a form or log id of the study; "
+                                                          "fix USES (and the code that names it)")
+                continue
+            for item in wanted:
+                if item not in items[container]:
+                    self.problem(self.functions.file, "USES", f"{item!r} is not an item of {container}; fix USES (and the code that names it)")
 
     def build_schedule(self, doc: Optional[dict[str, Any]], visits: list[Visit]) -> ScheduleConfig:
         """study.json `schedule`: each FORM.ITEM must name a form of some visit and an item of it."""
@@ -570,9 +601,12 @@ class _Loader:
         derived = spec.get("x-derived")
         if derived:
             try:
-                unknown = sorted(expressions.parse(derived).functions() - _known_functions())
+                parsed = expressions.parse(derived)
+                unknown = sorted(parsed.functions() - _known_functions() - set(self.functions.by_name()))
                 if unknown:
                     self.problem(file, ptr + "/x-derived", f"item {name}: unknown function {', '.join(f + '()' for f in unknown)} in {derived!r}; see docs/edit-checks.md for the functions")
+                for wrong in expressions.arity_problems(parsed, self.functions.by_name()):
+                    self.problem(file, ptr + "/x-derived", f"item {name}: {wrong}")
             except expressions.ExpressionError as exc:
                 self.problem(file, ptr + "/x-derived", f"item {name}: {exc}")
         elif spec.get("x-derived-label"):

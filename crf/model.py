@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
+from .plugin import NO_FUNCTIONS, StudyFunctions
+
 Scalar = Union[str, int, float]
 
 
@@ -365,6 +367,7 @@ class Study:
     sponsor: Optional[str] = None
     form_definitions: tuple[Form, ...] = ()  # each form as written in forms/, before instance overrides
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    functions: StudyFunctions = NO_FUNCTIONS  # the study's own expression functions (study.json "functions")
     schemas: "SchemaSet" = field(default=None, compare=False, repr=False)  # type: ignore[assignment]  # set by the loader right after construction; never None once loaded
 
     def visit(self, visit_id: str) -> Visit:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from .engine import Rule, RuleSet
-from .functions import FUNCTIONS, PYTHON_RULES
+from .functions import PYTHON_RULES, functions_of
 
 SEVERITY_LABEL = {"error": "error (H)", "query": "query", "major deviation": "major", "minor deviation": "minor"}
 
@@ -108,8 +108,9 @@ def render_markdown(ruleset: RuleSet) -> str:
             "form id and a condition evaluated once per row or form instance; names inside the condition are",
             "that row's or form's items first, then those of the enclosing form.", "",
             "| Function | Result | What it gives |", "|---|---|---|"]
-    for name in sorted(FUNCTIONS):
-        spec = FUNCTIONS[name]
+    known = functions_of(study)  # the language's and the study's own (crf/plugin.py)
+    for name in sorted(known):
+        spec = known[name]
         lazy = " (lazy)" if spec.lazy else ""
         out.append(f"| `{_cell(spec.signature())}`{lazy} | {spec.returns} | {_cell(spec.description)} |")
     return "\n".join(out) + "\n"

@@ -35,7 +35,7 @@ from ..model import Item, Study, Visit, split_visit_key
 from ..subject import SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
 from .context import SPECIAL_NAMES, Frame, SubjectContext
-from .functions import CONTEXT_FUNCTIONS, FUNCTIONS, PYTHON_RULES, Hit, known_function_names
+from .functions import CONTEXT_FUNCTIONS, PYTHON_RULES, Hit, functions_of
 from .supersede import Supersession, parse_entries
 
 SEVERITIES = {"error": Severity.ERROR, "query": Severity.QUERY, "major": Severity.MAJOR, "minor": Severity.MINOR}
@@ -159,7 +159,7 @@ class RuleSet:
         self.today = today
         self.layout = StudyLayout.of(study)
         self.locator = Locator(study)  # every message starts with where: visit or log row, form, sheet, cell, question
-        self.functions = {**BUILTINS, **CONTEXT_FUNCTIONS}
+        self.functions = {**BUILTINS, **CONTEXT_FUNCTIONS, **{f.name: f.fn for f in study.functions.functions}}
         self._by_unit: dict[tuple[str, str], list[tuple[Rule, list[Check]]]] = {}
         for rule in self.rules:
             if rule.kind != "expression":
@@ -414,7 +414,8 @@ class _RuleLoader:
         self.study = study
         self.layout = StudyLayout.of(study)
         self.problems: list[Problem] = []
-        self.functions = known_function_names()
+        self.specs = functions_of(study)
+        self.functions = frozenset(self.specs)
 
     def problem(self, file: str, pointer: str, message: str) -> None:
         self.problems.append(Problem(file, pointer, message))
@@ -447,6 +448,10 @@ class _RuleLoader:
                     self.problem(rel, f"/constants/{name}", f"constant {name!r} is defined in two rules files")
                 constants[name] = value
         self.constants = constants
+        for name in self.study.functions.constants:
+            if name not in constants:
+                self.problem(self.study.functions.file, "CONSTANTS", f"the study's functions read constant {name!r}, which no rules file defines; "
+                                                                      "add it to a rules file's constants")
         rules: list[Rule] = []
         seen: dict[str, str] = {}
         for rel, doc in docs:
@@ -560,14 +565,12 @@ class _RuleLoader:
         skip: set[str] = set()  # ids given to a function as ids (a log, form or visit), not names to resolve
         import ast
         for node in expr.nodes:
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.func.id not in FUNCTIONS:
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.func.id not in self.specs:
                 continue
-            spec = FUNCTIONS[node.func.id]
-            fewest, most = spec.arity()
-            if not fewest <= len(node.args) <= (most if most is not None else len(node.args)):
-                wanted = f"{fewest}" if fewest == most else f"{fewest} to {most}" if most is not None else f"at least {fewest}"
-                self.problem(file, ptr, f"{spec.name}() takes {wanted} argument(s), {spec.signature()}, "
-                                        f"not {len(node.args)}, in {text!r}")
+            spec = self.specs[node.func.id]
+            wrong = spec.wrong_arity(len(node.args))
+            if wrong:
+                self.problem(file, ptr, f"{wrong}, in {text!r}")
                 continue
             target = node.args[0] if node.args else None
             if isinstance(target, ast.Name) and spec.first_kind in ("container", "visit"):
