@@ -37,6 +37,12 @@ _XPATH_NOT_IN = re.compile(r"^not\(\.\./ItemData\[@ItemOID='(?P<item>[^']+)'\]\[
 _OURS_NOT_IN = re.compile(r"^not \((?P<item>[A-Z0-9_]+) in (?P<values>\[.*\])\)$")
 
 
+def _language_functions() -> frozenset[str]:
+    from ..rules.functions import known_function_names  # here, not at the top: crf.rules loads studies
+
+    return known_function_names()
+
+
 def _local(node: etree._Element) -> str:
     return etree.QName(node).localname
 
@@ -649,7 +655,11 @@ class _Importer:
         ours = [e.text for e in _children(method, "FormalExpression") if e.get("Context") == o.EXPRESSION_CONTEXT and e.text]
         if ours:
             try:
-                expressions.parse(ours[0])
+                own = sorted(expressions.parse(ours[0]).functions() - _language_functions())
+                if own:  # a function of the exporting study's own (its functions.py), which the imported study has not
+                    self.note("dropped", method, f"derivation of {item_id} ({ours[0]!r}) calls {', '.join(f + '()' for f in own)}, a function of "
+                                                 "the exporting study's own (study.json \"functions\"); it stays an entry field")
+                    return
                 form.items[item_id]["x-derived"] = ours[0]
                 label = _aliases(method).get(o.ALIAS_DERIVED_LABEL)
                 if label:
