@@ -72,3 +72,19 @@ def test_a_control_character_in_a_value_does_not_stop_the_query_listing(mini_stu
     data = render(result, "xlsx")
     rows = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_name("Queries").to_python()
     assert "12\ufffd\ufffd3" in [r[10] for r in rows]
+
+
+def test_the_kept_compiled_template_gives_the_same_page_and_a_cache_that_cannot_be_written_costs_nothing(mini_study, tmp_path,
+                                                                                                        monkeypatch):
+    expected = (REFERENCE / "reference.html").read_bytes()
+    monkeypatch.setenv("OPEN_ECRF_CACHE_DIR", str(tmp_path / "cache"))
+    assert render(reference_result(mini_study), "html") == expected  # compiled, then kept
+    kept = list((tmp_path / "cache" / "templates").iterdir())
+    assert len(kept) == 1
+    assert render(reference_result(mini_study), "html") == expected  # read back from the cache
+    kept[0].write_bytes(b"j2\x00not a compiled template")  # damaged on disk: compiled again
+    assert render(reference_result(mini_study), "html") == expected
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory should be")
+    monkeypatch.setenv("OPEN_ECRF_CACHE_DIR", str(blocked))
+    assert render(reference_result(mini_study), "html") == expected

@@ -1,36 +1,28 @@
 """The Excel query listing for sites: one row per finding to answer, with columns for the site's answer.
 
 Every cell is written as text (never a formula): values starting with = + - @, tab, CR or LF are
-prefixed with an apostrophe. The package is rewritten with fixed timestamps so that the same
-findings give the same bytes. Written in openpyxl's write-only mode, one row at a time, with each row's
-height computed for its wrapped text (LibreOffice keeps one line for rows written by openpyxl, and the
-text then prints over the next row).
+prefixed with an apostrophe. The package's XML is written here directly, streamed row by row into the
+zip entry (a listing of a million rows is never in memory), with fixed timestamps and a fixed part order,
+so that the same findings give the same bytes. The parts are the ones openpyxl 3.1.5 writes for this
+workbook, byte for byte (the listings before this writer are the reference: tests/fixtures/reports/);
+openpyxl is not imported because it takes longer to import (it pulls in numpy) than writing a listing of
+a thousand findings. Each row's height is computed for its wrapped text (LibreOffice keeps one line for
+rows without a height, and the text then prints over the next row).
 """
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Optional, Sequence
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.dimensions import RowDimension
-from openpyxl.worksheet.worksheet import Worksheet
-
 from ..findings import Severity
 from . import finding_row, neutralise, text_of
 
-FIXED_TIME = dt.datetime(2000, 1, 1)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+FIXED_TIME = "2000-01-01T00:00:00Z"
 # Widths (characters) chosen so the whole row prints one page wide in landscape at a readable size.
 QUERY_COLUMNS = (("id", "Query id", 13), ("severity", "Severity", 9), ("rule", "Rule", 9), ("site", "Site", 5),
                  ("subject", "Subject", 8), ("visit", "Visit", 6), ("sheet", "Sheet", 12), ("cell", "Cell", 6),
@@ -40,8 +32,10 @@ ANSWER_COLUMNS = (("Site answer", 26), ("Corrected value", 11), ("Answered by", 
 BODY_POINTS = 9  # body font size; row heights are computed for it
 LINE_POINTS = 11.6  # one wrapped line at 9 pt in LibreOffice and Excel
 CHARS_PER_WIDTH = 1.3  # characters of 9 pt text per unit of column width (LibreOffice fits about 1.5), kept low for wide letters
-HEADER_FILL = PatternFill("solid", fgColor="BDD7EE")
-ANSWER_FILL = PatternFill("solid", fgColor="FFF2CC")
+HEADER_FILL = "BDD7EE"
+ANSWER_FILL = "FFF2CC"
+# What XML 1.0 cannot hold (the characters openpyxl refuses).
+ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
 
 
 def write_xlsx(result: Any, out: BinaryIO, path: Optional[Path] = None) -> None:
@@ -81,66 +75,52 @@ def listing_workbook(columns: Sequence[tuple[str, str, int]], rows: Sequence[dic
     return buf.getvalue()
 
 
-def _text_cell(ws: Any, value: Optional[str], style: dict[str, Any]) -> WriteOnlyCell:
-    cell = WriteOnlyCell(ws, value)
-    if value is not None:
-        cell.data_type = "s"  # text, even when it looks like a formula or a number
-    for name, style_value in style.items():
-        setattr(cell, name, style_value)
-    return cell
-
-
 def write_listing_workbook(out: BinaryIO, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]],
                            about: Sequence[tuple[str, str]], freeze: str = "A2", page: Optional[PageHeader] = None,
                            count: int = 0) -> None:
-    """listing_workbook streamed to `out` (a seekable file): openpyxl's write-only mode, one row in memory at a
-    time; `count` is the number of `rows` (the sheet's dimension is written before them)."""
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("Queries")
+    """listing_workbook streamed to `out`, one block of rows in memory at a time; `count` is the number of `rows`
+    (the sheet's dimension and filter are written before them)."""
+    if page is None:
+        raise ValueError("a query listing names its study and sites on every printed page: pass page=PageHeader(...)")
     headers = [h for _, h, _ in columns] + [h for h, _ in ANSWER_COLUMNS]
     widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
-    for col, width in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(col)].width = width
-    last_col = get_column_letter(len(headers))
-    ws.calculate_dimension = lambda: f"A1:{last_col}{count + 1}"  # as openpyxl's normal mode writes it
-    ws.freeze_panes = freeze
-    if count:
-        ws.auto_filter.ref = f"A1:{last_col}{count + 1}"
-    if page is not None:
-        print_setup(ws, page)
-    wrap = Alignment(wrap_text=True, vertical="top")
-    body_font = Font(size=BODY_POINTS)
-    header_style = {"font": Font(bold=True), "fill": HEADER_FILL, "alignment": wrap}
-    body_style = {"alignment": wrap, "font": body_font}
-    answer_style = {"fill": ANSWER_FILL, "number_format": "@", "font": body_font}
-    ws.row_dimensions[1].height = _row_height(headers, widths)
-    ws.append([_text_cell(ws, h, header_style) for h in headers])
-    with tempfile.TemporaryDirectory(prefix="open-ecrf-listing-") as tmp:
-        body_rows = Path(tmp) / "rows.xml"
-        with body_rows.open("wb") as rows_out:
-            written = _write_rows(ws, rows_out, columns, rows, widths, body_style, answer_style) if count else 0
+    last_column = column_letter(len(headers))
+    last = f"{last_column}{count + 1}"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, content in _fixed_parts(bool(count), f"$A$1:${last_column}${count + 1}" if count else None):
+            _write_part(package, name, content)
+        with package.open(_entry("xl/worksheets/sheet1.xml"), "w") as sheet:
+            sheet.write(_queries_head(headers, widths, last, freeze))
+            written = _write_rows(sheet, columns, rows, widths) if count else 0
+            sheet.write(_queries_tail(last if count else None, page))
         if written != count:
             raise ValueError(f"listing_workbook: {written} rows written, {count} announced")
-        _about_sheet(wb, about)
-        wb.properties.creator = "open-ecrf"
-        wb.properties.created = FIXED_TIME
-        wb.properties.modified = FIXED_TIME
-        saved = Path(tmp) / "listing.xlsx"
-        wb.save(saved)
-        _deterministic_zip(saved, out, {"xl/worksheets/sheet1.xml": body_rows} if count else {})
+        _write_part(package, "xl/worksheets/sheet2.xml", _about_sheet(about, about_style=4 if count else 2))
 
 
-def _write_rows(ws: Any, out: BinaryIO, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], widths: list[int],
-                body_style: dict[str, Any], answer_style: dict[str, Any]) -> int:
-    """The body rows as the sheet's XML, exactly as openpyxl writes them (inline strings, ASCII with character
-    references, xml:space="preserve" when the text has outer spaces), at a fraction of its cost per cell; spliced
-    into the sheet when the package is rewritten. The styles are registered here, after the header's, as openpyxl would."""
-    body = _text_cell(ws, "", body_style).style_id
-    answer = _text_cell(ws, None, answer_style).style_id
-    letters = [get_column_letter(c) for c in range(1, len(widths) + 1)]
+# Cell styles, in the order openpyxl registered them: 1 the header, then (only when there are rows) 2 the body and
+# 3 the answer cells, then the About sheet's values (4, or 2 without rows).
+HEADER_STYLE, BODY_STYLE, ANSWER_STYLE = 1, 2, 3
+
+
+def _entry(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    return info
+
+
+def _write_part(package: zipfile.ZipFile, name: str, content: bytes) -> None:
+    with package.open(_entry(name), "w") as part:
+        part.write(content)
+
+
+def _write_rows(out: Any, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], widths: list[int]) -> int:
+    """The body rows as the sheet's XML: inline strings, ASCII with character references, xml:space="preserve" when
+    the text has outer spaces, each row's height for its wrapped text."""
+    letters = [column_letter(c) for c in range(1, len(widths) + 1)]
     text_letters = letters[:len(columns)]
-    answer_cells = "".join(f'<c r="{letter}{{r}}" s="{answer}" t="n"></c>' for letter in letters[len(columns):])
-    heights: dict[float, str] = {}
+    answer_cells = "".join(f'<c r="{letter}{{r}}" s="{ANSWER_STYLE}" t="n"></c>' for letter in letters[len(columns):])
     per_line = [max(1, int(width * CHARS_PER_WIDTH)) for width in widths[:len(columns)]]  # answer cells are empty: 1 line
     keys = [key for key, _, _ in columns]
     block: list[str] = []
@@ -150,17 +130,9 @@ def _write_rows(ws: Any, out: BinaryIO, columns: Sequence[tuple[str, str, int]],
         texts = [neutralise(_shown(key, v if v.__class__ is str else text_of(v)))[:32000] for key, v in zip(keys, map(row.__getitem__, keys))]
         if ILLEGAL_CHARACTERS_RE.search("".join(texts)):
             texts = [_legal(t) for t in texts]
-        height = _height(texts, per_line)
-        attrs = heights.get(height)
-        if attrs is None:
-            attrs = heights[height] = "".join(f' {k}="{v}"' for k, v in dict(RowDimension(ws, index=1, ht=height)).items())
-        cells = [f'<row r="{r}"{attrs}>']
+        cells = [f'<row r="{r}" ht="{_points(_height(texts, per_line))}" customHeight="1">']
         for letter, text in zip(text_letters, texts):
-            if not text:
-                cells.append(f'<c r="{letter}{r}" s="{body}" t="inlineStr"></c>')
-            else:
-                space = ' xml:space="preserve"' if text != text.strip() else ""
-                cells.append(f'<c r="{letter}{r}" s="{body}" t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>')
+            cells.append(_text_cell(f"{letter}{r}", text, BODY_STYLE))
         cells.append(answer_cells.replace("{r}", str(r)))
         cells.append("</row>")
         block.append("".join(cells))
@@ -171,6 +143,14 @@ def _write_rows(ws: Any, out: BinaryIO, columns: Sequence[tuple[str, str, int]],
     return r - 1
 
 
+def _text_cell(ref: str, text: str, style: int) -> str:
+    s = f' s="{style}"' if style else ""
+    if not text:
+        return f'<c r="{ref}"{s} t="inlineStr"></c>'
+    space = ' xml:space="preserve"' if text != text.strip() else ""
+    return f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>'
+
+
 def _escape(text: str) -> str:
     """Character data as libxml2 writes it (openpyxl's writer): & < > escaped, carriage return as a reference."""
     if "&" in text or "<" in text or ">" in text or "\r" in text:
@@ -179,24 +159,20 @@ def _escape(text: str) -> str:
 
 
 def _legal(text: str) -> str:
-    """Control characters XML cannot hold (openpyxl refuses them) shown as U+FFFD instead of failing the listing."""
+    """Control characters XML cannot hold shown as U+FFFD instead of failing the listing."""
     return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
 
 
-def _about_sheet(wb: Any, about: Sequence[tuple[str, str]]) -> None:
-    sheet = wb.create_sheet("About")
-    sheet.column_dimensions["A"].width = 18
-    sheet.column_dimensions["B"].width = 90
-    sheet.calculate_dimension = lambda: f"A1:B{len(about)}"
-    sheet.page_setup.orientation = "landscape"
-    sheet.page_setup.paperSize = Worksheet.PAPERSIZE_A4
-    sheet.page_setup.fitToWidth = 1
-    sheet.page_setup.fitToHeight = 0
-    sheet.sheet_properties.pageSetUpPr.fitToPage = True
-    about_style = {"alignment": Alignment(wrap_text=True, vertical="top")}
-    for i, (k, v) in enumerate(about, start=1):
-        sheet.row_dimensions[i].height = _row_height([str(v)], [90])
-        sheet.append([_text_cell(sheet, k, {}), _text_cell(sheet, neutralise(v), about_style)])
+def _points(value: float) -> str:
+    return "%.16g" % value  # as openpyxl writes a float: 26.2, 61
+
+
+def column_letter(index: int) -> str:
+    letters = ""
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
 
 
 def _shown(key: str, text: str) -> str:
@@ -218,58 +194,149 @@ def _height(texts: Sequence[str], per_line: Sequence[int]) -> float:
     return round(lines * LINE_POINTS + 3, 1)
 
 
-def print_setup(ws: Any, page: PageHeader) -> None:
-    """Landscape, one page wide, header row on every page; study, site(s) and date in every page's margins."""
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = Worksheet.PAPERSIZE_A4
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0  # as many pages down as needed
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_title_rows = "1:1"
-    ws.print_options.gridLines = True
-    ws.page_margins.left = ws.page_margins.right = 0.4
-    ws.page_margins.top = ws.page_margins.bottom = 0.6
-    ws.page_margins.header = ws.page_margins.footer = 0.25
+MAIN_NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+SHEET_PROPERTIES = '<sheetPr><outlinePr summaryBelow="1" summaryRight="1"/><pageSetUpPr fitToPage="1"/></sheetPr>'
+SHEET_FORMAT = '<sheetFormatPr baseColWidth="8" defaultRowHeight="15"/>'
+LANDSCAPE_A4_ONE_PAGE_WIDE = '<pageSetup orientation="landscape" paperSize="9" fitToHeight="0" fitToWidth="1"/>'
+# The frozen panes a listing uses: the header row, or the header row and the query id column.
+FROZEN_PANES = {
+    "A2": '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+          '<selection pane="bottomLeft" activeCell="A1" sqref="A1"/>',
+    "B2": '<pane xSplit="1" ySplit="1" topLeftCell="B2" activePane="bottomRight" state="frozen"/>'
+          '<selection pane="topRight"/><selection pane="bottomLeft"/><selection pane="bottomRight" activeCell="A1" sqref="A1"/>',
+}
+
+
+def _columns(widths: Sequence[int]) -> str:
+    return "<cols>" + "".join(f'<col width="{_points(w)}" customWidth="1" min="{i}" max="{i}"/>'
+                              for i, w in enumerate(widths, start=1)) + "</cols>"
+
+
+def _queries_head(headers: Sequence[str], widths: Sequence[int], last: str, freeze: str) -> bytes:
+    if freeze not in FROZEN_PANES:
+        raise ValueError(f"freeze={freeze!r}: a listing freezes {' or '.join(FROZEN_PANES)}")
+    header = "".join(_text_cell(f"{column_letter(c)}1", h, HEADER_STYLE) for c, h in enumerate(headers, start=1))
+    return (f'<worksheet {MAIN_NS}>{SHEET_PROPERTIES}<dimension ref="A1:{last}"/><sheetViews><sheetView workbookViewId="0">'
+            f'{FROZEN_PANES[freeze]}</sheetView></sheetViews>{SHEET_FORMAT}{_columns(widths)}<sheetData>'
+            f'<row r="1" ht="{_points(_row_height(headers, widths))}" customHeight="1">{header}</row>').encode("ascii", "xmlcharrefreplace")
+
+
+def _queries_tail(filtered: Optional[str], page: PageHeader) -> bytes:
+    """After the rows: the filter, then the print setup: landscape, one page wide, gridlines, narrow margins; study,
+    site(s) and date in every page's margins (the header row repeats: the workbook's Print_Titles)."""
     sites = list(page.sites)
     site_text = ("Site " if len(sites) == 1 else "Sites ") + ", ".join(sites) if sites else "All sites"
     study = page.study
-    ws.oddHeader.left.text = _header_text(f"{study.id} · protocol {study.protocol_version} · CRF version {study.form_version}")
-    ws.oddHeader.center.text = "Query listing"
-    ws.oddHeader.right.text = _header_text(site_text)
     stamp = _header_text(f"Generated {page.generated} · ") if page.generated else ""
-    ws.oddFooter.left.text = f"{stamp}printed &D"
-    ws.oddFooter.right.text = "Page &P of &N"
-    for part in (ws.oddHeader.left, ws.oddHeader.center, ws.oddHeader.right, ws.oddFooter.left, ws.oddFooter.right):
-        part.size = 9
+    odd_header = (f"&L&9 {_header_text(f'{study.id} · protocol {study.protocol_version} · CRF version {study.form_version}')}"
+                  f"&C&9 Query listing&R&9 {_header_text(site_text)}")
+    odd_footer = f"&L&9 {stamp}printed &D&R&9 Page &P of &N"
+    autofilter = f'<autoFilter ref="A1:{filtered}"/>' if filtered else ""
+    return (f'</sheetData>{autofilter}<printOptions gridLines="1"/>'
+            '<pageMargins left="0.4" right="0.4" top="0.6" bottom="0.6" header="0.25" footer="0.25"/>'
+            f'{LANDSCAPE_A4_ONE_PAGE_WIDE}<headerFooter><oddHeader>{_escape(_legal(odd_header))}</oddHeader>'
+            f'<oddFooter>{_escape(_legal(odd_footer))}</oddFooter><evenHeader></evenHeader><evenFooter></evenFooter>'
+            '<firstHeader></firstHeader><firstFooter></firstFooter></headerFooter></worksheet>').encode("ascii", "xmlcharrefreplace")
 
 
 def _header_text(text: str) -> str:
     return text.replace("&", "&&")  # & starts a header code (&P, &D)
 
 
-def _deterministic_zip(source: Path, out: BinaryIO, splice: Optional[dict[str, Path]] = None) -> None:
-    """The package rewritten part by part (streamed: a sheet of a million rows is never in memory) with fixed
-    timestamps and a fixed part order; splice: rows (a file of XML) put at the end of a sheet's sheetData."""
-    splice = splice or {}
-    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(source) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        names = src.namelist()
-        for name in [n for n in names if n == "[Content_Types].xml"] + sorted(n for n in names if n != "[Content_Types].xml"):
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o600 << 16
-            if name == "docProps/core.xml":
-                content = re.sub(rb"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rb"\g<1>" + stamp.encode() + rb"\g<3>",
-                                 src.read(name))
-                dst.writestr(info, content)
-                continue
-            with dst.open(info, "w") as target:
-                if name in splice:  # a sheet written by openpyxl with its header only: small
-                    head, tail = src.read(name).rsplit(b"</sheetData>", 1)
-                    target.write(head)
-                    with splice[name].open("rb") as rows:
-                        shutil.copyfileobj(rows, target, 1 << 20)
-                    target.write(b"</sheetData>" + tail)
-                else:
-                    with src.open(name) as part:
-                        shutil.copyfileobj(part, target, 1 << 20)
+def _about_sheet(about: Sequence[tuple[str, str]], about_style: int) -> bytes:
+    rows = []
+    for i, (key, value) in enumerate(about, start=1):
+        rows.append(f'<row r="{i}" ht="{_points(_row_height([str(value)], [90]))}" customHeight="1">'
+                    f'{_text_cell(f"A{i}", _legal(key), 0)}{_text_cell(f"B{i}", _legal(neutralise(value)), about_style)}</row>')
+    return (f'<worksheet {MAIN_NS}>{SHEET_PROPERTIES}<dimension ref="A1:B{len(about)}"/><sheetViews><sheetView workbookViewId="0">'
+            f'<selection activeCell="A1" sqref="A1"/></sheetView></sheetViews>{SHEET_FORMAT}{_columns([18, 90])}'
+            f'<sheetData>{"".join(rows)}</sheetData>'
+            '<pageMargins left="0.75" right="0.75" top="1" bottom="1" header="0.5" footer="0.5"/>'
+            f'{LANDSCAPE_A4_ONE_PAGE_WIDE}</worksheet>').encode("ascii", "xmlcharrefreplace")
+
+
+PACKAGE_NS = "http://schemas.openxmlformats.org/package/2006"
+DOCUMENT_NS = "http://schemas.openxmlformats.org/officeDocument/2006"
+OOXML_TYPE = "application/vnd.openxmlformats-officedocument"
+CONTENT_TYPES = (
+    f'<Types xmlns="{PACKAGE_NS}/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    f'<Override PartName="/xl/styles.xml" ContentType="{OOXML_TYPE}.spreadsheetml.styles+xml"/>'
+    f'<Override PartName="/xl/theme/theme1.xml" ContentType="{OOXML_TYPE}.theme+xml"/>'
+    '<Override PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>'
+    f'<Override PartName="/docProps/app.xml" ContentType="{OOXML_TYPE}.extended-properties+xml"/>'
+    f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{OOXML_TYPE}.spreadsheetml.worksheet+xml"/>'
+    f'<Override PartName="/xl/worksheets/sheet2.xml" ContentType="{OOXML_TYPE}.spreadsheetml.worksheet+xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{OOXML_TYPE}.spreadsheetml.sheet.main+xml"/></Types>')
+PACKAGE_RELS = (
+    f'<Relationships xmlns="{PACKAGE_NS}/relationships">'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/officeDocument" Target="xl/workbook.xml" Id="rId1"/>'
+    f'<Relationship Type="{PACKAGE_NS}/relationships/metadata/core-properties" Target="docProps/core.xml" Id="rId2"/>'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/extended-properties" Target="docProps/app.xml" Id="rId3"/></Relationships>')
+# The application name openpyxl writes, kept so that listings keep their bytes across this writer's change.
+APP_PROPERTIES = (f'<Properties xmlns="{DOCUMENT_NS}/extended-properties"><Application>Microsoft Excel Compatible / Openpyxl 3.1.5'
+                  '</Application><AppVersion>3.1</AppVersion></Properties>')
+W3CDTF = ('xmlns:dcterms="http://purl.org/dc/terms/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+          'xsi:type="dcterms:W3CDTF"')
+CORE_PROPERTIES = (
+    f'<cp:coreProperties xmlns:cp="{PACKAGE_NS}/metadata/core-properties"><dc:creator xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    f'open-ecrf</dc:creator><dcterms:created {W3CDTF}>{FIXED_TIME}</dcterms:created>'
+    f'<dcterms:modified {W3CDTF}>{FIXED_TIME}</dcterms:modified></cp:coreProperties>')
+WORKBOOK_RELS = (
+    f'<Relationships xmlns="{PACKAGE_NS}/relationships">'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/worksheet" Target="/xl/worksheets/sheet1.xml" Id="rId1"/>'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/worksheet" Target="/xl/worksheets/sheet2.xml" Id="rId2"/>'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/styles" Target="styles.xml" Id="rId3"/>'
+    f'<Relationship Type="{DOCUMENT_NS}/relationships/theme" Target="theme/theme1.xml" Id="rId4"/></Relationships>')
+# The legacy indexed palette, as every openpyxl workbook carries it.
+INDEXED_COLORS = (
+    "00000000 00FFFFFF 00FF0000 0000FF00 000000FF 00FFFF00 00FF00FF 0000FFFF 00000000 00FFFFFF 00FF0000 0000FF00 000000FF "
+    "00FFFF00 00FF00FF 0000FFFF 00800000 00008000 00000080 00808000 00800080 00008080 00C0C0C0 00808080 009999FF 00993366 "
+    "00FFFFCC 00CCFFFF 00660066 00FF8080 000066CC 00CCCCFF 00000080 00FF00FF 00FFFF00 0000FFFF 00800080 00800000 00008080 "
+    "000000FF 0000CCFF 00CCFFFF 00CCFFCC 00FFFF99 0099CCFF 00FF99CC 00CC99FF 00FFCC99 003366FF 0033CCCC 0099CC00 00FFCC00 "
+    "00FF9900 00FF6600 00666699 00969696 00003366 00339966 00003300 00333300 00993300 00993366 00333399 00333333").split()
+XF = 'pivotButton="0" quotePrefix="0" xfId="0"'
+WRAP_TOP = '<alignment vertical="top" wrapText="1"/>'
+
+
+def _styles(with_rows: bool) -> str:
+    fonts = ['<font><name val="Calibri"/><family val="2"/><color theme="1"/><sz val="11"/><scheme val="minor"/></font>',
+             '<font><b val="1"/></font>'] + (['<font><sz val="9"/></font>'] if with_rows else [])
+    fills = ['<fill><patternFill/></fill>', '<fill><patternFill patternType="gray125"/></fill>',
+             f'<fill><patternFill patternType="solid"><fgColor rgb="00{HEADER_FILL}"/></patternFill></fill>']
+    xfs = [f'<xf numFmtId="0" fontId="0" fillId="0" borderId="0" {XF}/>',
+           f'<xf numFmtId="0" fontId="1" fillId="2" borderId="0" applyAlignment="1" {XF}>{WRAP_TOP}</xf>']
+    if with_rows:
+        fills.append(f'<fill><patternFill patternType="solid"><fgColor rgb="00{ANSWER_FILL}"/></patternFill></fill>')
+        xfs += [f'<xf numFmtId="0" fontId="2" fillId="0" borderId="0" applyAlignment="1" {XF}>{WRAP_TOP}</xf>',
+                f'<xf numFmtId="49" fontId="2" fillId="3" borderId="0" {XF}/>']  # 49: text, so an answer is never a number
+    xfs.append(f'<xf numFmtId="0" fontId="0" fillId="0" borderId="0" applyAlignment="1" {XF}>{WRAP_TOP}</xf>')
+    return (f'<styleSheet {MAIN_NS}><numFmts count="0"/><fonts count="{len(fonts)}">{"".join(fonts)}</fonts>'
+            f'<fills count="{len(fills)}">{"".join(fills)}</fills>'
+            '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+            '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+            f'<cellXfs count="{len(xfs)}">{"".join(xfs)}</cellXfs>'
+            '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0" hidden="0"/></cellStyles>'
+            '<tableStyles count="0" defaultTableStyle="TableStyleMedium9" defaultPivotStyle="PivotStyleLight16"/>'
+            '<colors><indexedColors>' + "".join(f'<rgbColor rgb="{c}"/>' for c in INDEXED_COLORS) + '</indexedColors></colors></styleSheet>')
+
+
+def _workbook(filtered: Optional[str]) -> str:
+    rel = f'xmlns:r="{DOCUMENT_NS}/relationships"'
+    names = f'<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">\'Queries\'!{filtered}</definedName>' if filtered else ""
+    return (f'<workbook {MAIN_NS}><workbookPr/><workbookProtection/><bookViews><workbookView visibility="visible" minimized="0" '
+            'showHorizontalScroll="1" showVerticalScroll="1" showSheetTabs="1" tabRatio="600" firstSheet="0" activeTab="0" '
+            f'autoFilterDateGrouping="1"/></bookViews><sheets><sheet {rel} name="Queries" sheetId="1" state="visible" r:id="rId1"/>'
+            f'<sheet {rel} name="About" sheetId="2" state="visible" r:id="rId2"/></sheets><definedNames>{names}'
+            '<definedName name="_xlnm.Print_Titles" localSheetId="0">\'Queries\'!$1:$1</definedName></definedNames>'
+            '<calcPr calcId="124519" fullCalcOnLoad="1"/></workbook>')
+
+
+def _fixed_parts(with_rows: bool, filtered: Optional[str]) -> list[tuple[str, bytes]]:
+    """Every part but the two sheets, in the package's order ([Content_Types].xml first, then by name); `filtered`: the
+    auto-filter's absolute range ($A$1:$R$12), None when there are no rows."""
+    theme = (Path(__file__).parent / "theme1.xml").read_bytes()  # Office's default theme, as openpyxl writes it
+    return [("[Content_Types].xml", CONTENT_TYPES.encode()), ("_rels/.rels", PACKAGE_RELS.encode()),
+            ("docProps/app.xml", APP_PROPERTIES.encode()), ("docProps/core.xml", CORE_PROPERTIES.encode()),
+            ("xl/_rels/workbook.xml.rels", WORKBOOK_RELS.encode()), ("xl/styles.xml", _styles(with_rows).encode()),
+            ("xl/theme/theme1.xml", theme), ("xl/workbook.xml", _workbook(filtered).encode())]
