@@ -41,6 +41,17 @@ def listing(study, count: int) -> ValidationResult:
     return ValidationResult(study, [], findings, [SubjectSummary("01", s, f"BEL-NMOSD_{s}.xlsx") for s in subjects], [], generated="2026-11-25")
 
 
+def test_a_value_or_file_name_that_looks_like_a_formula_is_text_in_the_listing(study, tmp_path):
+    import dataclasses
+
+    result = listing(study, 2)
+    result.findings[0] = dataclasses.replace(result.findings[0], value="=1+1", file="/data/returned/=HYPERLINK(1).xlsx")
+    path = tmp_path / "queries.xlsx"
+    path.write_bytes(render_xlsx(result))
+    rows = list(openpyxl.load_workbook(path)["Queries"].iter_rows(min_row=2, values_only=True))
+    assert rows[0][10] == "'=1+1" and rows[0][13] == "'=HYPERLINK(1).xlsx"  # the folder left out, the name still neutralised
+
+
 def test_query_listing_has_its_print_setup(study, tmp_path):
     path = tmp_path / "queries.xlsx"
     path.write_bytes(render_xlsx(listing(study, 6)))

@@ -123,16 +123,24 @@ def _write_rows(out: Any, columns: Sequence[tuple[str, str, int]], rows: Iterabl
     answer_cells = "".join(f'<c r="{letter}{{r}}" s="{ANSWER_STYLE}" t="n"></c>' for letter in letters[len(columns):])
     per_line = [max(1, int(width * CHARS_PER_WIDTH)) for width in widths[:len(columns)]]  # answer cells are empty: 1 line
     keys = [key for key, _, _ in columns]
+    file_column = keys.index("file") if "file" in keys else None
     block: list[str] = []
     r = 1
     for row in rows:
         r += 1
-        texts = [neutralise(_shown(key, v if v.__class__ is str else text_of(v)))[:32000] for key, v in zip(keys, map(row.__getitem__, keys))]
+        texts = [v if v.__class__ is str else text_of(v) for v in map(row.__getitem__, keys)]
+        if file_column is not None:
+            texts[file_column] = _shown("file", texts[file_column])
+        texts = [neutralise(t)[:32000] for t in texts]  # after _shown: a file named =x.xlsx in a folder is neutralised too
         if ILLEGAL_CHARACTERS_RE.search("".join(texts)):
             texts = [_legal(t) for t in texts]
         cells = [f'<row r="{r}" ht="{_points(_height(texts, per_line))}" customHeight="1">']
-        for letter, text in zip(text_letters, texts):
-            cells.append(_text_cell(f"{letter}{r}", text, BODY_STYLE))
+        for letter, text in zip(text_letters, texts):  # _text_cell, inline: this runs for every cell of the listing
+            if not text:
+                cells.append(f'<c r="{letter}{r}" s="{BODY_STYLE}" t="inlineStr"></c>')
+            else:
+                space = ' xml:space="preserve"' if text != text.strip() else ""
+                cells.append(f'<c r="{letter}{r}" s="{BODY_STYLE}" t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>')
         cells.append(answer_cells.replace("{r}", str(r)))
         cells.append("</row>")
         block.append("".join(cells))
