@@ -9,6 +9,7 @@ same bytes: the PDF identifier comes from the inputs and no clock is printed.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import multiprocessing
 import os
 import sys
@@ -89,12 +90,21 @@ def write_casebooks(result: ValidationResult, sources: dict[str, Path], out_dir:
     subjects are laid out in parallel, each worker with its own parsed stylesheet.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a file's findings, and those of its subject that name no file, in the run's order (one pass over the findings)
+    by_file: dict[str, list[tuple[int, Finding]]] = {}
+    by_subject: dict[tuple[str, str], list[tuple[int, Finding]]] = {}
+    for n, f in enumerate(result.findings):
+        if f.file:
+            by_file.setdefault(f.file, []).append((n, f))
+        else:
+            by_subject.setdefault((f.site, f.subject), []).append((n, f))
     tasks = []
     for outcome in result.files:
         if outcome.subject is None or outcome.file not in sources:
             continue
         subject = outcome.subject
-        findings = [f for f in result.findings if f.file == outcome.file or (not f.file and (f.site, f.subject) == (subject.site, subject.subject))]
+        findings = [f for _, f in heapq.merge(by_file.get(outcome.file, []), by_subject.get((subject.site, subject.subject), []),
+                                              key=lambda pair: pair[0])]
         history = (histories or {}).get(subject.subject)
         tasks.append((outcome, str(sources[outcome.file]), findings, str(out_dir / casebook_name(outcome)), history))
     jobs = max(1, min(jobs or len(os.sched_getaffinity(0)), len(tasks)))
