@@ -93,3 +93,24 @@ def test_query_listing_prints_one_page_wide_with_header_on_every_page(study, tmp
     # (PD-12 is every 4th query; the 59th is one)
     flat = [" ".join(t.split()) for _, t in query_pages]
     assert sum(f.count("sponsor.") for f in flat) == 15
+
+
+def test_an_answer_with_control_characters_is_read_visibly_not_passed_on(study, tmp_path):
+    """A site's answer goes into the study store and every report: an escape sequence typed or pasted into it must not
+    reach a terminal or an XML writer as it is (the hostile-input rule of issue 11, for the answered listing)."""
+    import io
+
+    from crf.readers.listing import read_listing
+
+    book = openpyxl.load_workbook(io.BytesIO(render_xlsx(listing(study, 2))))
+    queries = book["Queries"]
+    header = [c.value for c in queries[1]]
+    # as Excel stores a control character in a cell: escaped _x001B_ in the XML, which readers turn back into ESC
+    queries.cell(2, header.index("Site answer") + 1, "Checked _x001B_[31mred_x001B_[0m in the notes")
+    queries.cell(2, header.index("Answered by") + 1, "M. Rossi_x0007_")
+    buf = io.BytesIO()
+    book.save(buf)
+    answered = read_listing(buf.getvalue(), "answered.xlsx", study)
+    assert answered is not None and answered.findings == []
+    row = answered.rows[0]
+    assert row.answer == "Checked \\x1b[31mred\\x1b[0m in the notes" and row.answered_by == "M. Rossi\\x07"

@@ -19,6 +19,7 @@ import python_calamine
 from ..findings import Finding, Severity
 from ..model import Study
 from .base import file_finding
+from .convert import safe_text
 
 QUERIES_SHEET = "Queries"
 ABOUT_SHEET = "About"
@@ -68,7 +69,7 @@ def _text(value: Any) -> str:
         value = int(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()[:10]
-    text = str(value).strip()
+    text = safe_text(str(value).strip())  # a site's answer reaches the store and every report: control characters made visible
     return text[1:] if text.startswith("'") else text  # the listing writer's formula guard
 
 
