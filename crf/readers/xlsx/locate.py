@@ -51,9 +51,9 @@ def parse_reference(text: str) -> Optional[CellRef]:
     return CellRef(sheet, f"{m[3]}{m[4]}", int(m[4]) - 1, column_index(m[3]))
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False, slots=True)  # not frozen: 4,000 of them are made for a study's first file, and a frozen __init__ costs 3x
 class _Spec:
-    """A field with its path and defined name computed once per study."""
+    """A field with its path and defined name computed once per study (never changed after)."""
 
     path: str
     defined_name: str
@@ -66,7 +66,7 @@ class _Spec:
 
     def __post_init__(self) -> None:
         item = self.item
-        object.__setattr__(self, "mode", INPUT if item.is_input else DERIVED if item.derived is not None else FIXED)
+        self.mode = INPUT if item.is_input else DERIVED if item.derived is not None else FIXED
 
     @property
     def is_log(self) -> bool:
