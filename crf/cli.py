@@ -186,7 +186,7 @@ def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: 
 
     Example: python build_crf.py synth --out out --subjects 5 --plant missing-required,dose-deviation --format json
     """
-    from .synth import PLANTS, PlantNotApplicable, generate
+    from .synth import PLANTS, PlantNotApplicable, generate, skipped
 
     if list_plants:
         for name, kind in sorted(PLANTS.items()):
@@ -196,11 +196,14 @@ def synth(study_dir: Path, out: Path, count: int, site: str, seed: int, plants: 
     unknown = [k for k in kinds if k not in PLANTS]
     if unknown:
         raise click.BadParameter(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(sorted(PLANTS))}", param_hint="--plant")
+    study = _load(study_dir)
     try:
-        written = generate(_load(study_dir), out / "returned", count, site=site, seed=seed, plants=kinds, fmt=fmt,  # type: ignore[arg-type]  # fmt: click.Choice gives one of the literal formats
+        written = generate(study, out / "returned", count, site=site, seed=seed, plants=kinds, fmt=fmt,  # type: ignore[arg-type]  # fmt: click.Choice gives one of the literal formats
                            manifest=out / "planted.json")  # beside returned/, which gets validated
     except PlantNotApplicable as exc:
         raise click.ClickException(str(exc))
+    for note in skipped(study):  # a study whose forms declare no roles: filled from its schemas alone
+        click.echo(f"note: {note}")
     click.echo(f"{len(written)} subject file(s) in {out / 'returned'}" + (f"; planted problems listed in {out / 'planted.json'}" if kinds else ""))
 
 

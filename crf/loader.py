@@ -27,7 +27,7 @@ from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 from . import defcache, expressions, plugin
 from .plugin import NO_FUNCTIONS, StudyFunctions
 from .model import (
-    Assumption, Code, CodeList, Condition, Dosing, FieldRef, Form, FormInstance, Item, ItemKind, Limits, Log,
+    Assumption, Code, CodeList, Condition, Dosing, FieldRef, Form, FormInstance, FormRole, Item, ItemKind, Limits, Log,
     RepeatLink, ScheduleConfig, SchemaSet, SdtmTarget, Study, Visit, Window,
 )
 
@@ -506,7 +506,9 @@ class _Loader:
                 elif other.unit != item.unit:
                     self.problem(file, f"/properties/{companion}/x-unit",
                                  f"{companion} is the {end} end of {item.id}'s local range, so it needs the same unit ({item.unit or 'none'})")
-        form = Form(meta["id"], doc.get("title", meta["id"]), meta["version"], tuple(items), file, meta.get("code"), meta.get("domain"), doc.get("description"))
+        role = self.form_role(file, doc.get("x-role"), by_id)
+        form = Form(meta["id"], doc.get("title", meta["id"]), meta["version"], tuple(items), file, meta.get("code"), meta.get("domain"),
+                    doc.get("description"), role)
         self.forms[file] = form
         return form
 
@@ -627,6 +629,23 @@ class _Loader:
             local_range=(spec["x-local-range"]["low"], spec["x-local-range"]["high"]) if spec.get("x-local-range") else None,
             assumption=spec.get("x-assumption"),
         )
+
+    def form_role(self, file: str, raw: Optional[dict[str, Any]], items: dict[str, Item]) -> Optional[FormRole]:
+        """x-role: every item a slot names is an item of this form, every code a code of one of its items."""
+        if not raw:
+            return None
+        slots: list[tuple[str, str | tuple[str, ...]]] = []
+        for slot, named in sorted(raw.get("items", {}).items()):
+            for item_id in [named] if isinstance(named, str) else named:
+                if item_id not in items:
+                    self.problem(file, f"/x-role/items/{slot}", f"x-role {raw['role']!r}: {slot} names {item_id!r}, which is not an item of this form")
+            slots.append((slot, named if isinstance(named, str) else tuple(named)))
+        codes = {c for it in items.values() if it.codelist for c in it.codelist.values}
+        for slot, code in sorted(raw.get("codes", {}).items()):
+            if code not in codes:
+                self.problem(file, f"/x-role/codes/{slot}", f"x-role {raw['role']!r}: {slot} is {code!r}, which is not a code of any item of this form")
+        return FormRole(raw["role"], tuple(slots), tuple(sorted(raw.get("codes", {}).items())),
+                        json.dumps(raw.get("tables", {}), sort_keys=True, ensure_ascii=False))
 
     def codelist(self, file: str, ptr: str, name: str, spec: dict[str, Any]) -> Optional[CodeList]:
         codes = spec["enum"]

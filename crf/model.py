@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
@@ -169,6 +170,37 @@ class Item:
 
 
 @dataclass(frozen=True)
+class FormRole:
+    """What a form is for, declared in its schema (`x-role`), so that generic code (the synthetic generator)
+    finds the consent, the pregnancy test, the infusion... by role, never by sniffing for item ids.
+
+    `items` names the form's items by slot (`{"date": <item id>}`; a slot may list several), `codes` the
+    codes that slots mean (`{"positive": "POSITIVE"}`), `tables` any data the role needs beyond them
+    (kept as canonical JSON so that the model stays hashable). docs/study-definition.md lists the roles.
+    """
+
+    name: str
+    items: tuple[tuple[str, Union[str, tuple[str, ...]]], ...] = ()
+    codes: tuple[tuple[str, Any], ...] = ()
+    tables_json: str = "{}"
+
+    def item(self, slot: str) -> Optional[str]:
+        found = dict(self.items).get(slot)
+        return found if isinstance(found, str) else None
+
+    def item_list(self, slot: str) -> tuple[str, ...]:
+        found = dict(self.items).get(slot)
+        return found if isinstance(found, tuple) else (found,) if isinstance(found, str) else ()
+
+    def code(self, slot: str) -> Any:
+        return dict(self.codes).get(slot)
+
+    @functools.cached_property
+    def tables(self) -> dict[str, Any]:
+        return json.loads(self.tables_json)
+
+
+@dataclass(frozen=True)
 class Form:
     """A form (module) as written once in `forms/`, or as instantiated in a visit."""
 
@@ -180,6 +212,7 @@ class Form:
     code: Optional[str] = None
     domain: Optional[str] = None
     description: Optional[str] = None
+    role: Optional[FormRole] = None  # x-role: what the form is for
 
     def item(self, item_id: str) -> Item:
         for it in self.items:

@@ -16,10 +16,8 @@ STANDARD = {"crf/pdf_layout.py": {"AE", "CE", "CM", "DM", "DV", "EX", "IE", "MH"
 EXAMPLES = {"crf/subject.py": {"AE", "AETERM", "V1", "VS_PRE", "WEIGHT"}, "crf/messages.py": {"AE", "EDSS", "IN01"},
             "crf/model.py": {"ATT", "V1"},
             "crf/interop/redcap.py": {"V1"}}
-# Known debt, to move into the study folder: synth's fillers.
-DEBT: dict[str, set[str] | None] = {
-    "crf/synth.py": None,  # None: any id (about 65 item ids; see issue 12)
-}
+# Known debt, to move into the study folder: none left (crf/rules and crf/synth read the study's roles and constants).
+DEBT: dict[str, set[str] | None] = {}
 
 
 def study_ids(study: Study) -> set[str]:

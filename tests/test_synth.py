@@ -203,10 +203,10 @@ def test_some_subjects_have_an_unscheduled_visit_with_its_date_reason_and_an_ass
 
 
 def test_vials_cover_the_dose_with_least_waste():
-    assert vial_counts((120, 400), 520) == {"N120": 1, "N400": 1}
-    assert vial_counts((120, 400), 700) == {"N120": 6, "N400": 0}  # 720 mg wastes less than 760
-    assert vial_counts((120, 400), 800) == {"N120": 0, "N400": 2}
-    assert vial_counts((50,), 51) == {"N50": 2}
+    assert vial_counts((120, 400), 520) == {120: 1, 400: 1}
+    assert vial_counts((120, 400), 700) == {120: 6, 400: 0}  # 720 mg wastes less than 760
+    assert vial_counts((120, 400), 800) == {120: 0, 400: 2}
+    assert vial_counts((50,), 51) == {50: 2}
 
 
 def test_schema_defaults_and_examples_are_valid_values(study):
