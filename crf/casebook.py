@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from . import __version__
 from .findings import Finding, Severity
+from .fieldmap import FieldPath
 from .model import Item, ItemKind, Study, split_visit_key
 from .pdf import PdfBuilder
 from .pdf_layout import FormView, LogPage, LogView
@@ -175,7 +176,7 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
                 values = record.visits.get(key, {}).get(inst.name, {})
                 shown = {}
                 for item in inst.items:
-                    path = f"/visits/{key}/{inst.name}/{item.id}"
+                    path = str(FieldPath.visit(key, inst.name, item.id))
                     shown[item.id] = _shown(item, values.get(item.id), read, path, derived.get(path),
                                             about(visit=key, form=inst.name, field=item.id))
                 anchor = f"cb-{view.anchor}" + (f"-{split_visit_key(key)[1]}" if visit.repeating else "")
@@ -193,7 +194,7 @@ def render_casebook(builder: PdfBuilder, outcome: FileOutcome, read: ReadSubject
                 continue  # an empty row of the sheet
             shown = {}
             for item in log.form.items:
-                path = f"/logs/{log.id}/{index}/{item.id}"
+                path = str(FieldPath.log(log.id, index, item.id))
                 shown[item.id] = _shown(item, values.get(item.id), read, path, derived.get(path), about(form=log.id, row=number, field=item.id))
             rows[number] = shown
             row_findings[number] = about(form=log.id, row=number)

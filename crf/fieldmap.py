@@ -16,6 +16,47 @@ _NAME = re.compile(r"^(?:F_(?P<visit>[A-Z0-9]+)(?:_(?P<repeat>[1-9][0-9]*))?__(?
                    r"|L_(?P<log>[A-Z0-9]+)__R(?P<row>\d{3})__(?P<litem>[A-Z0-9_]+))$")
 
 
+@dataclass(frozen=True, slots=True)
+class FieldPath:
+    """Where a value lives in a subject document (crf.subject), as its JSON pointer: `/visits/V1/VS_PRE/WEIGHT`
+    (visit key, form instance, item) or `/logs/AE/0/AETERM` (log id, row counted from 0, item). Findings, the
+    readers' locations and issues, the derived values and the study store are keyed by `str(path)`."""
+
+    container: str  # visit key (V1, ATT#2: crf.model.visit_key) or log id
+    form: str  # form instance name; "" in a log
+    item: str
+    row: Optional[int] = None  # a log's row, from 0; None in a visit
+
+    @classmethod
+    def visit(cls, key: str, form: str, item: str) -> FieldPath:
+        return cls(key, form, item)
+
+    @classmethod
+    def log(cls, log_id: str, row: int, item: str) -> FieldPath:
+        return cls(log_id, "", item, row)
+
+    @property
+    def is_log(self) -> bool:
+        return self.row is not None
+
+    def __str__(self) -> str:
+        if self.row is None:
+            return f"/visits/{self.container}/{self.form}/{self.item}"
+        return f"/logs/{self.container}/{self.row}/{self.item}"
+
+    @classmethod
+    def parse(cls, path: str) -> Optional[FieldPath]:
+        """The FieldPath written as `path`, or None when it is not a field's path (a row that is not a number)."""
+        parts = path.strip("/").split("/")
+        if len(parts) != 4:
+            return None
+        if parts[0] == "visits":
+            return cls(parts[1], parts[2], parts[3])
+        if parts[0] == "logs" and parts[2].isascii() and parts[2].isdigit():
+            return cls(parts[1], "", parts[3], int(parts[2]))
+        return None
+
+
 @dataclass(frozen=True)
 class Field:
     """One input of a subject: a visit item, or one cell of a log row (row counts from 0)."""
@@ -31,9 +72,8 @@ class Field:
 
     @property
     def path(self) -> str:
-        if self.row is None:
-            return f"/visits/{self.container}/{self.form}/{self.item.id}"
-        return f"/logs/{self.container}/{self.row}/{self.item.id}"
+        return str(FieldPath.visit(self.container, self.form, self.item.id) if self.row is None else
+                   FieldPath.log(self.container, self.row, self.item.id))
 
     @property
     def defined_name(self) -> str:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import python_calamine
 
-from .fieldmap import parse_defined_name
+from .fieldmap import FieldPath, parse_defined_name
 from .model import Study
 from .readers import safety
 from .readers.base import Unusable
@@ -57,7 +57,7 @@ def _name_path(name: str) -> Optional[str]:
     if parsed is None:
         return None
     container, form, item, row = parsed
-    return f"/visits/{container}/{form}/{item}" if row is None else f"/logs/{container}/{row}/{item}"
+    return str(FieldPath.visit(container, form, item) if row is None else FieldPath.log(container, row, item))
 
 
 def read_old(data: bytes, display: str, study: Study) -> Migration:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 from . import __version__
 from .checks.fields import FieldChecks
 from .checks.stage import CheckStage, derive
-from .fieldmap import iter_fields
+from .fieldmap import FieldPath, iter_fields
 from .catalogue import code, problem_text
 from .findings import Finding, Severity
 from .messages import render
@@ -137,11 +137,11 @@ class ReturnedValues:
         for visit, forms in record.visits.items():
             for form, items in forms.items():
                 for item, value in items.items():
-                    add(f"/visits/{visit}/{form}/{item}", visit, form, item, None, value)
+                    add(str(FieldPath.visit(visit, form, item)), visit, form, item, None, value)
         for log, rows in record.logs.items():
             for i, row in enumerate(rows):
                 for item, value in row.items():
-                    add(f"/logs/{log}/{i}/{item}", log, log, item, i + 1, value)
+                    add(str(FieldPath.log(log, i, item)), log, log, item, i + 1, value)
         return cls(record.form_version or "", record.definition_hash or "", json.dumps(out, ensure_ascii=False))
 
 
@@ -343,8 +343,8 @@ def _without_unreadable(study: Study, read: ReadSubject, findings: list[Finding]
     if not read.unknown:
         return findings
     unknown: dict[str, int] = defaultdict(int)
-    for path in read.unknown:
-        unknown[path.split("/")[2]] += 1
+    for p in filter(None, map(FieldPath.parse, read.unknown)):
+        unknown[p.container] += 1
     totals = _inputs_per_container(study)
     lost = {c for c, n in unknown.items() if n >= totals.get(c, 0)}
     if not lost:

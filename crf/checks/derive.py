@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..expressions import MISSING
+from ..fieldmap import FieldPath
 from ..model import Item, ItemKind, Study, Visit
 from ..subject import SubjectRecord
 
@@ -86,7 +87,7 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
             if isinstance(row, dict):
                 for item in log.form.items:
                     if item.derived is not None:
-                        put(row, f"/logs/{log.id}/{index}/{item.id}", item)
+                        put(row, str(FieldPath.log(log.id, index, item.id)), item)
     for key, visit in study.visit_keys(record.visits):
         forms = record.visits[key]
         if not isinstance(forms, dict):
@@ -96,7 +97,7 @@ def complete(study: Study, record: SubjectRecord, cached: dict[str, Any]) -> tup
             if isinstance(values, dict) and _has_input(inst, values):
                 for item in inst.items:
                     if item.derived is not None:
-                        put(values, f"/visits/{key}/{inst.name}/{item.id}", item)
+                        put(values, str(FieldPath.visit(key, inst.name, item.id)), item)
     return derived_paths, disagreements
 
 

@@ -17,6 +17,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from ..catalogue import code, problem_text
 from ..findings import Finding
 from ..messages import Locator, render
+from ..fieldmap import FieldPath
 from ..model import Item, ItemKind, Limits, Log, Study, Visit
 from ..readers.base import ReadSubject
 from ..readers.convert import ValueIssue, show_value
@@ -120,7 +121,7 @@ class FieldChecks(CheckStage):
         inst = visit.form(form) if visit.has(form) else None
         item = inst.form.item(item_id) if inst is not None and item_id and inst.form.has(item_id) else None
         if item_id:
-            location = record.location(f"/visits/{key}/{form}/{item_id}")
+            location = record.location(str(FieldPath.visit(key, form, item_id)))
         else:
             location = self._form_location(record, key, visit, form)
         return _Where(key, form, item, None, location, f"Visit {key} '{visit.label}'",
@@ -130,7 +131,7 @@ class FieldChecks(CheckStage):
         inst = visit.form(form) if visit.has(form) else None
         if inst is not None:
             for item in inst.items:
-                loc = record.locations.get(f"/visits/{key}/{form}/{item.id}")
+                loc = record.locations.get(str(FieldPath.visit(key, form, item.id)))
                 if loc is not None and item.is_input:
                     return loc
         return Location(record.source or "?")
@@ -141,7 +142,7 @@ class FieldChecks(CheckStage):
         row = numbers[index] if index is not None and index < len(numbers) else (index + 1 if index is not None else None)
         item = log.form.item(item_id) if item_id and log.form.has(item_id) else None
         if index is not None and item_id:
-            location = record.location(f"/logs/{log.id}/{index}/{item_id}")
+            location = record.location(str(FieldPath.log(log.id, index, item_id)))
         elif index is not None:
             location = next((loc for key, loc in sorted(record.locations.items()) if key.startswith(f"/logs/{log.id}/{index}/")),
                             Location(record.source or "?"))
@@ -173,24 +174,19 @@ class FieldChecks(CheckStage):
     def _issues(self, read: ReadSubject) -> Iterator[Finding]:
         record = read.record
         for path, issue in sorted(read.issues.items()):
-            parts = path.strip("/").split("/")
-            visit = self.study.visit_of(parts[1]) if parts[0] == "visits" else None
-            if visit is not None:
-                where = self._visit_where(record, parts[1], visit, parts[2], parts[3])
-            elif parts[0] == "logs" and parts[1] in self._logs:
-                where = self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
-            else:
+            where = self._where_of(read, path)
+            if where is None:
                 continue
             yield self._finding(record, where, issue.rule, f"{show_value(issue.raw) if issue.rule != 'FORMULA-NO-VALUE' else 'the cell'} "
                                 f"{_problem_tail(issue)}", issue.fix, value=issue.raw, expected=issue.expected)
 
     def _where_of(self, read: ReadSubject, path: str) -> Optional[_Where]:
-        parts = path.strip("/").split("/")
-        visit = self.study.visit_of(parts[1]) if parts[0] == "visits" else None
-        if visit is not None:
-            return self._visit_where(read.record, parts[1], visit, parts[2], parts[3])
-        if parts[0] == "logs" and parts[1] in self._logs:
-            return self._log_where(read, self._logs[parts[1]], int(parts[2]), parts[3])
+        p = FieldPath.parse(path)
+        visit = self.study.visit_of(p.container) if p is not None and not p.is_log else None
+        if p is not None and visit is not None:
+            return self._visit_where(read.record, p.container, visit, p.form, p.item)
+        if p is not None and p.row is not None and p.container in self._logs:
+            return self._log_where(read, self._logs[p.container], p.row, p.item)
         return None
 
     def _disagreements(self, read: ReadSubject, found: list[Disagreement]) -> Iterator[Finding]:
@@ -232,7 +228,7 @@ class FieldChecks(CheckStage):
                                     "Fill it in, or tell the data manager why it was not done")
                 return
             form = str(path[0])
-            field_path = f"/visits/{key}/{form}/{missing}"
+            field_path = str(FieldPath.visit(key, form, missing))
             if (form, missing) in seen or self._skip(read, field_path, derived):
                 return
             seen.add((form, missing))
@@ -265,7 +261,7 @@ class FieldChecks(CheckStage):
                 where = self._visit_where(record, key, visit, form, None)
                 yield self._finding(record, where, "FIELD-TYPE", error.message, "Fix the export")
             return
-        field_path = f"/visits/{key}/{form}/{item_id}"
+        field_path = str(FieldPath.visit(key, form, item_id))
         if self._skip(read, field_path, derived) or (form, item_id) in seen:
             return
         seen.add((form, item_id))
@@ -278,7 +274,7 @@ class FieldChecks(CheckStage):
     def _form_unknown(self, read: ReadSubject, key: str, visit: Visit, form: str) -> bool:
         if not visit.has(form):
             return False
-        inputs = [f"/visits/{key}/{form}/{it.id}" for it in visit.form(form).items if it.is_input]
+        inputs = [str(FieldPath.visit(key, form, it.id)) for it in visit.form(form).items if it.is_input]
         return bool(inputs) and all(p in read.unknown for p in inputs)
 
     def _log_error(self, read: ReadSubject, log: Log, error: jsonschema.ValidationError, derived: set[str],
@@ -297,7 +293,7 @@ class FieldChecks(CheckStage):
             missing = _missing_name(error)
             if missing is None:
                 return
-            field_path = f"/logs/{log.id}/{index}/{missing}"
+            field_path = str(FieldPath.log(log.id, index, missing))
             if (str(index), missing) in seen or self._skip(read, field_path, derived):
                 return
             seen.add((str(index), missing))
@@ -309,7 +305,7 @@ class FieldChecks(CheckStage):
             where = self._log_where(read, log, index, None)
             yield self._finding(record, where, "FIELD-UNKNOWN" if error.validator == "additionalProperties" else "LOG-STRUCTURE", error.message, "Remove items that are not on the form")
             return
-        field_path = f"/logs/{log.id}/{index}/{item_id}"
+        field_path = str(FieldPath.log(log.id, index, item_id))
         if self._skip(read, field_path, derived) or (str(index), item_id) in seen:
             return
         seen.add((str(index), item_id))

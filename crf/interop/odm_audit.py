@@ -16,6 +16,7 @@ from typing import Any, Optional
 from lxml import etree
 from sqlalchemy import select
 
+from ..fieldmap import FieldPath
 from ..model import Item, Study, split_visit_key
 from ..store import schema as db
 from . import odm as o
@@ -46,9 +47,9 @@ class _Paths:
 
     def place(self, path: str) -> Optional[tuple[str, str, str, Optional[int], str, Item]]:
         """(StudyEventOID with its repeat key as "SE.ATT|2", FormOID, ItemGroupOID, item group repeat key, ItemOID, item)."""
-        parts = path.strip("/").split("/")
-        if len(parts) == 4 and parts[0] == "visits":
-            _, key, name, item_id = parts
+        p = FieldPath.parse(path)
+        if p is not None and p.row is None:
+            key, name, item_id = p.container, p.form, p.item
             visit = self.study.visit_of(key)
             if visit is None or not visit.has(name):
                 return None
@@ -59,15 +60,15 @@ class _Paths:
             repeat = split_visit_key(key)[1]
             event = visit_oid(visit.id) + (f"|{repeat}" if repeat is not None else "")
             return event, form_oid, "IG." + form_oid[2:], None, item_oid(inst.form.id, item_id), inst.form.item(item_id)
-        if len(parts) == 4 and parts[0] == "logs":
-            _, log_id, row, item_id = parts
+        if p is not None and p.row is not None:
+            log_id, row, item_id = p.container, p.row, p.item
             try:
                 log = self.study.log(log_id)
             except KeyError:
                 return None
-            if not log.form.has(item_id) or not row.isdigit():
+            if not log.form.has(item_id):
                 return None
-            return LOGS_EVENT_OID, log_form_oid(log_id), "IG.LOG." + log_id, int(row) + 1, item_oid(log.form.id, item_id), log.form.item(item_id)
+            return LOGS_EVENT_OID, log_form_oid(log_id), "IG.LOG." + log_id, row + 1, item_oid(log.form.id, item_id), log.form.item(item_id)
         return None
 
 
@@ -168,5 +169,5 @@ def _query_notes(parent: etree._Element, queries: list[Any]) -> None:
 
 def _query_path(q: Any) -> str:
     if q["log_row"] is not None:
-        return f"/logs/{q['visit'] or q['form']}/{q['log_row'] - 1}/{q['field']}"
-    return f"/visits/{q['visit']}/{q['form']}/{q['field']}"
+        return str(FieldPath.log(q["visit"] or q["form"], q["log_row"] - 1, q["field"]))
+    return str(FieldPath.visit(q["visit"], q["form"], q["field"]))

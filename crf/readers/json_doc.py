@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..findings import Severity
+from ..fieldmap import FieldPath
 from ..model import Study, split_visit_key
 from ..subject import Location, SubjectRecord
 from .base import ReadSubject, Unusable, file_finding
@@ -147,7 +148,7 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
         for name, values in forms.items():
             if isinstance(values, dict):
                 values = _split({k: v for k, v in values.items() if not _blank(v)}, f"/visits/{visit_id}/{name}", issues)
-                for item_id in issues.keys() & {f"/visits/{visit_id}/{name}/{k}" for k in forms[name]}:
+                for item_id in issues.keys() & {str(FieldPath.visit(visit_id, name, k)) for k in forms[name]}:
                     record.locations[item_id] = Location(display)
             else:
                 values = _plain(values)
@@ -157,7 +158,7 @@ def read_json(data: bytes, display: str, study: Study) -> tuple[ReadSubject, lis
             kept[name] = values  # unknown forms and non-objects are left for the schema to report
             if isinstance(values, dict):
                 for item_id in values:
-                    record.locations[f"/visits/{visit_id}/{name}/{item_id}"] = Location(display)
+                    record.locations[str(FieldPath.visit(visit_id, name, item_id))] = Location(display)
         if kept:
             record.visits[visit_id] = kept
     logs = doc.get("logs") or {}

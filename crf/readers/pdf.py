@@ -20,6 +20,7 @@ from typing import Any, Optional
 import pikepdf
 
 from ..findings import Severity
+from ..fieldmap import FieldPath
 from ..model import Item, Study
 from ..pdf_fillable import HEADER_FIELD, KEYS_SEPARATOR, META_FIELD, SITE_FIELD, SUBJECT_FIELD
 from ..subject import Location, SubjectRecord
@@ -253,9 +254,9 @@ class _Reader:
                 record.logs[log.id].append(rows[row])
                 result.log_rows[log.id].append(row + 1)
                 for item_id, where in log_places[log.id][row].items():
-                    record.locations[f"/logs/{log.id}/{index}/{item_id}"] = Location(self.display, where)
+                    record.locations[str(FieldPath.log(log.id, index, item_id))] = Location(self.display, where)
                 for item_id, issue in log_issues[log.id][row].items():
-                    result.issues[f"/logs/{log.id}/{index}/{item_id}"] = issue
+                    result.issues[str(FieldPath.log(log.id, index, item_id))] = issue
         if missing:
             first = missing[0]
             self.findings.append(file_finding(

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from ..expressions import MISSING, Compiled, ExpressionError, compile_expression, parse
+from ..fieldmap import FieldPath
 from ..model import Item, ItemKind, Study
 from ..subject import SubjectRecord
 
@@ -186,14 +187,14 @@ class Frame:
         """(visit, form, item, row index, record path) of a field named as seen from this frame."""
         parts = field.split(".")
         if len(parts) == 3:
-            return parts[0], parts[1], parts[2], None, f"/visits/{parts[0]}/{parts[1]}/{parts[2]}"
+            return parts[0], parts[1], parts[2], None, str(FieldPath.visit(parts[0], parts[1], parts[2]))
         if len(parts) == 2 and self.visit_id is not None:
             v = self.visit_id
-            return v, parts[0], parts[1], None, f"/visits/{v}/{parts[0]}/{parts[1]}"
+            return v, parts[0], parts[1], None, str(FieldPath.visit(v, parts[0], parts[1]))
         if self.log is not None and self.row is not None:
-            return "", self.log, field, self.row, f"/logs/{self.log}/{self.row}/{field}"
+            return "", self.log, field, self.row, str(FieldPath.log(self.log, self.row, field))
         if self.visit is not None and self.instance is not None:
-            return self.visit, self.instance, field, None, f"/visits/{self.visit}/{self.instance}/{field}"
+            return self.visit, self.instance, field, None, str(FieldPath.visit(self.visit, self.instance, field))
         if self.parent is not None:
             return self.parent.path(field)
         return "", "", field, None, ""

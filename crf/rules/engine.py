@@ -31,6 +31,7 @@ from ..findings import Finding, Severity
 from ..loader import META_DIR, Problem, StudyDefinitionError
 from ..messages import Locator, continuing
 from ..messages import render as render_message
+from ..fieldmap import FieldPath
 from ..model import Item, Study, Visit, split_visit_key
 from ..subject import SubjectRecord
 from . import schedule as _schedule  # noqa: F401  (registers the schedule rules)
@@ -236,7 +237,7 @@ class RuleSet:
                     continue
                 for item in inst.items:
                     if item.derived:
-                        put(f"/visits/{key}/{inst.name}/{item.id}", frame.compute(item))
+                        put(str(FieldPath.visit(key, inst.name, item.id)), frame.compute(item))
         for log in self.study.logs:
             for index, row in enumerate(ctx.rows(log.id)):
                 if not any(v not in (None, "", []) for v in row.values()):
@@ -244,7 +245,7 @@ class RuleSet:
                 frame = ctx.row_frame(log.id, index)
                 for item in log.form.items:
                     if item.derived:
-                        put(f"/logs/{log.id}/{index}/{item.id}", frame.compute(item))
+                        put(str(FieldPath.log(log.id, index, item.id)), frame.compute(item))
         return out
 
     def check_subject(self, record: SubjectRecord, today: dt.date) -> Iterator[Finding]:
@@ -302,9 +303,9 @@ class RuleSet:
 
     def _from_hit(self, ctx: SubjectContext, rule: Rule, hit: Hit) -> Finding:
         if hit.row is not None:
-            path = f"/logs/{hit.form}/{hit.row}/{hit.field}"
+            path = str(FieldPath.log(hit.form, hit.row, hit.field))
         elif hit.visit and hit.form:
-            path = f"/visits/{hit.visit}/{hit.form}/{hit.field}" if hit.field else f"/visits/{hit.visit}/{hit.form}"
+            path = str(FieldPath.visit(hit.visit, hit.form, hit.field)) if hit.field else f"/visits/{hit.visit}/{hit.form}"
         else:
             path = ""
         template = rule.messages.get(hit.message) or rule.message
@@ -339,12 +340,12 @@ _SHARED: dict[str, "RuleSet"] = {}
 
 
 def _raw_value(record: SubjectRecord, path: str) -> Any:
-    parts = path.strip("/").split("/")
+    p = FieldPath.parse(path)
     try:
-        if parts[0] == "visits":
-            return record.visits[parts[1]][parts[2]].get(parts[3])
-        if parts[0] == "logs":
-            return record.logs[parts[1]][int(parts[2])].get(parts[3])
+        if p is not None and p.row is None:
+            return record.visits[p.container][p.form].get(p.item)
+        if p is not None and p.row is not None:
+            return record.logs[p.container][p.row].get(p.item)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError):
         return None
     return None

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, CursorResult
 
 from .. import __version__
+from ..fieldmap import FieldPath
 from ..findings import Finding, Severity
 from ..readers.base import file_finding
 from ..readers.listing import QUERIES_SHEET, QueryListing
@@ -58,10 +59,13 @@ class RunSummary:
 
 
 def _split_path(path: str) -> tuple[str, str, str, Optional[int]]:
-    parts = path.strip("/").split("/")
-    if parts[0] == "logs":  # /logs/AE/0/AETERM
-        return parts[1], parts[1], parts[3], int(parts[2]) + 1
-    return parts[1], parts[2], parts[3], None  # /visits/V1/VS_PRE/WEIGHT
+    """(container, form (a log's id), item, log row from 1) of a field's path."""
+    p = FieldPath.parse(path)
+    if p is None:
+        raise ValueError(f"not a field's path: {path}")
+    if p.row is not None:  # /logs/AE/0/AETERM
+        return p.container, p.container, p.item, p.row + 1
+    return p.container, p.form, p.item, None  # /visits/V1/VS_PRE/WEIGHT
 
 
 def new_run(conn: Connection, command: str, received: str, definition_hash: str, by: str = "") -> int:

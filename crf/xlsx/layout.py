@@ -22,7 +22,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from .. import __version__, schedule
 from ..contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTIONS_SHEET, LISTS_SHEET, META_SHEET,
                         MULTI_SEPARATOR, TIME_FORMAT)
-from ..fieldmap import defined_name
+from ..fieldmap import FieldPath, defined_name
 from ..model import CodeList, Item, ItemKind, Log, Study, Visit, split_visit_key
 from ..subject import SubjectRecord
 from ..xlsx_formula import Untranslatable, constant_value, translate
@@ -278,7 +278,7 @@ class Builder:
             for item in inst.items:
                 coord = f"D{r}"
                 name = defined_name(key, inst.name, item.id)
-                path = f"/visits/{key}/{inst.name}/{item.id}"
+                path = str(FieldPath.visit(key, inst.name, item.id))
                 value = self.record.value(key, inst.name, item.id) if self.record else None
                 self.st(ws.cell(r, 1, item.id), SMALL_GREY, None, None, TOP)
                 self.st(ws.cell(r, 2, item.question), None, None, None, WRAP)
@@ -357,7 +357,7 @@ class Builder:
                 col = get_column_letter(j)
                 coord = f"{col}{r}"
                 name = defined_name(log.id, log.form.id, item.id, row)
-                path = f"/logs/{log.id}/{row}/{item.id}"
+                path = str(FieldPath.log(log.id, row, item.id))
                 self.place_item(ws, sheet, coord, col, item, path, name, resolve, data.get(item.id), False)
         last_row = first + log.rows - 1
         last_col = get_column_letter(len(items) + 1)

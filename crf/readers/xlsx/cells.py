@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Optional
 
+from ...fieldmap import FieldPath
 from ...model import Study
 from ...subject import Location
 from .. import sheet_scan
@@ -133,11 +134,11 @@ def read_values(study: Study, sheets: Sheets, display: str, fields: list[_Spec],
             number = log_numbers[log.id].get(wb_row)
             result.log_rows[log.id].append(number if number is not None else index + 1)
             for item_id, ref in log_refs[log.id][wb_row].items():
-                record.locations[f"/logs/{log.id}/{index}/{item_id}"] = Location(display, ref.sheet, ref.cell)
+                record.locations[str(FieldPath.log(log.id, index, item_id))] = Location(display, ref.sheet, ref.cell)
             for item_id, issue in log_issues[log.id][wb_row].items():
-                result.issues[f"/logs/{log.id}/{index}/{item_id}"] = issue
+                result.issues[str(FieldPath.log(log.id, index, item_id))] = issue
             for item_id, value in log_cached[log.id][wb_row].items():
-                result.cached[f"/logs/{log.id}/{index}/{item_id}"] = value
+                result.cached[str(FieldPath.log(log.id, index, item_id))] = value
     return by_sheet, reported
 
 
