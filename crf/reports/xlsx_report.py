@@ -2,9 +2,10 @@
 
 Every cell is written as text (never a formula): values starting with = + - @, tab, CR or LF are
 prefixed with an apostrophe. The package's XML is written here directly, streamed row by row into the
-zip entry (a listing of a million rows is never in memory), with fixed timestamps and a fixed part order,
-so that the same findings give the same bytes. The parts are the ones openpyxl 3.1.5 writes for this
-workbook, byte for byte (the listings before this writer are the reference: tests/fixtures/reports/);
+zip entry (a listing of a million rows is never in memory) by crf.ooxml_zip, as the CRF workbook is (fixed
+timestamps, permissions and system), in a fixed part order, so that the same findings give the same bytes.
+The parts are the ones openpyxl 3.1.5 writes for this workbook, byte for byte (the listings before this
+writer are the reference: tests/fixtures/reports/, where only the zip's 'made by' byte has changed since);
 openpyxl is not imported because it takes longer to import (it pulls in numpy) than writing a listing of
 a thousand findings. Each row's height is computed for its wrapped text (LibreOffice keeps one line for
 rows without a height, and the text then prints over the next row).
@@ -13,16 +14,14 @@ from __future__ import annotations
 
 import io
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Optional, Sequence
 
 from ..findings import Severity
+from ..ooxml_zip import FIXED_STAMP, open_package, open_part, write_part
 from . import finding_row, neutralise, text_of
 
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-FIXED_TIME = "2000-01-01T00:00:00Z"
 # Widths (characters) chosen so the whole row prints one page wide in landscape at a readable size.
 QUERY_COLUMNS = (("id", "Query id", 13), ("severity", "Severity", 9), ("rule", "Rule", 9), ("site", "Site", 5),
                  ("subject", "Subject", 8), ("visit", "Visit", 6), ("sheet", "Sheet", 12), ("cell", "Cell", 6),
@@ -86,33 +85,21 @@ def write_listing_workbook(out: BinaryIO, columns: Sequence[tuple[str, str, int]
     widths = [w for _, _, w in columns] + [w for _, w in ANSWER_COLUMNS]
     last_column = column_letter(len(headers))
     last = f"{last_column}{count + 1}"
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as package:
+    with open_package(out) as package:
         for name, content in _fixed_parts(bool(count), f"$A$1:${last_column}${count + 1}" if count else None):
-            _write_part(package, name, content)
-        with package.open(_entry("xl/worksheets/sheet1.xml"), "w") as sheet:
+            write_part(package, name, content)
+        with open_part(package, "xl/worksheets/sheet1.xml") as sheet:
             sheet.write(_queries_head(headers, widths, last, freeze))
             written = _write_rows(sheet, columns, rows, widths) if count else 0
             sheet.write(_queries_tail(last if count else None, page))
         if written != count:
             raise ValueError(f"listing_workbook: {written} rows written, {count} announced")
-        _write_part(package, "xl/worksheets/sheet2.xml", _about_sheet(about, about_style=4 if count else 2))
+        write_part(package, "xl/worksheets/sheet2.xml", _about_sheet(about, about_style=4 if count else 2))
 
 
 # Cell styles, in the order openpyxl registered them: 1 the header, then (only when there are rows) 2 the body and
 # 3 the answer cells, then the About sheet's values (4, or 2 without rows).
 HEADER_STYLE, BODY_STYLE, ANSWER_STYLE = 1, 2, 3
-
-
-def _entry(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o600 << 16
-    return info
-
-
-def _write_part(package: zipfile.ZipFile, name: str, content: bytes) -> None:
-    with package.open(_entry(name), "w") as part:
-        part.write(content)
 
 
 def _write_rows(out: Any, columns: Sequence[tuple[str, str, int]], rows: Iterable[dict[str, Any]], widths: list[int]) -> int:
@@ -288,8 +275,8 @@ W3CDTF = ('xmlns:dcterms="http://purl.org/dc/terms/" xmlns:xsi="http://www.w3.or
           'xsi:type="dcterms:W3CDTF"')
 CORE_PROPERTIES = (
     f'<cp:coreProperties xmlns:cp="{PACKAGE_NS}/metadata/core-properties"><dc:creator xmlns:dc="http://purl.org/dc/elements/1.1/">'
-    f'open-ecrf</dc:creator><dcterms:created {W3CDTF}>{FIXED_TIME}</dcterms:created>'
-    f'<dcterms:modified {W3CDTF}>{FIXED_TIME}</dcterms:modified></cp:coreProperties>')
+    f'open-ecrf</dc:creator><dcterms:created {W3CDTF}>{FIXED_STAMP}</dcterms:created>'
+    f'<dcterms:modified {W3CDTF}>{FIXED_STAMP}</dcterms:modified></cp:coreProperties>')
 WORKBOOK_RELS = (
     f'<Relationships xmlns="{PACKAGE_NS}/relationships">'
     f'<Relationship Type="{DOCUMENT_NS}/relationships/worksheet" Target="/xl/worksheets/sheet1.xml" Id="rId1"/>'

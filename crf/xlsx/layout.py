@@ -24,6 +24,7 @@ from ..contract import (CALENDAR_SHEET, DATE_FORMAT, FORMAT_VERSION, INSTRUCTION
                         MULTI_SEPARATOR, TIME_FORMAT)
 from ..fieldmap import FieldPath, defined_name
 from ..model import CodeList, Item, ItemKind, Log, Study, Visit, split_visit_key
+from ..ooxml_zip import FIXED_TIME
 from ..subject import SubjectRecord
 from ..xlsx_formula import Untranslatable, constant_value, translate
 from . import ooxml, texts
@@ -132,8 +133,8 @@ class Builder:
         props.lastModifiedBy = "open-ecrf"
         props.title = f"{self.study.id} CRF workbook {self.subject or 'template'}"
         props.subject = f"{self.study.id} protocol {self.study.protocol_version} form version {self.study.form_version}"
-        props.created = ooxml.FIXED_TIME
-        props.modified = ooxml.FIXED_TIME
+        props.created = FIXED_TIME
+        props.modified = FIXED_TIME
         return ooxml.save(wb, rewrite)
 
     # -- helpers

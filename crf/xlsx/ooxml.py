@@ -1,21 +1,17 @@
 """The workbook's OOXML, written without openpyxl where openpyxl is slow: the visit and log sheets' cells (as
 openpyxl would write them: inline strings, its style ids), the hidden _meta sheet's rows, the defined names; and
-the saved package rewritten so that the same inputs give the same bytes."""
+the saved package rewritten (crf.ooxml_zip) so that the same inputs give the same bytes."""
 from __future__ import annotations
 
-import datetime as dt
 import io
 import re
-import zipfile
 from collections import defaultdict
-from typing import Optional
 
 from openpyxl.compat import safe_string
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 
-FIXED_TIME = dt.datetime(2000, 1, 1, 0, 0, 0)  # docProps created/modified: same inputs, same bytes
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+from ..ooxml_zip import rewrite_package
 
 _SHEET_DATA = re.compile(r"<sheetData\s*/>|<sheetData>\s*</sheetData>")
 
@@ -113,31 +109,8 @@ def detach_sheet_data(ws):
     return put
 
 
-def deterministic_zip(data: bytes, rewrite: Optional[dict] = None) -> bytes:
-    """Rewrite the package with fixed timestamps and document properties, entries in a stable order."""
-    src = zipfile.ZipFile(io.BytesIO(data))
-    out = io.BytesIO()
-    stamp = FIXED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as dst:
-        names = src.namelist()
-        for name in names:  # openpyxl's order, which depends only on the workbook's content
-            content = src.read(name)
-            if rewrite and name in rewrite:
-                content = rewrite[name](content)
-            if name == "docProps/core.xml":
-                text = content.decode("utf-8")
-                text = re.sub(r"(<dcterms:(created|modified)[^>]*>)[^<]*(</dcterms:\2>)", rf"\g<1>{stamp}\g<3>", text)
-                content = text.encode("utf-8")
-            info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o600 << 16
-            info.create_system = 0
-            dst.writestr(info, content, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
-    return out.getvalue()
-
-
 def save(wb, rewrite: dict) -> bytes:
     """The workbook saved by openpyxl, its parts in `rewrite` passed through their functions, made deterministic."""
     buf = io.BytesIO()
     wb.save(buf)
-    return deterministic_zip(buf.getvalue(), rewrite)
+    return rewrite_package(buf.getvalue(), rewrite)
