@@ -44,6 +44,19 @@ def build(ctx: click.Context, study_dir: Path, out: Optional[Path]) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["study_dir"] = study_dir
+    # `build_crf.py --study S --out O xlsx` means S and O for the command too (they were silently the defaults):
+    # given before the command, they become its defaults; given after it, they win.
+    given = {}
+    if ctx.get_parameter_source("study_dir") is not click.core.ParameterSource.DEFAULT:
+        given["study_dir"] = study_dir
+    if out is not None:
+        given["out"] = out
+    if given and ctx.invoked_subcommand is not None:
+        command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if isinstance(ctx.command, click.Group) else None
+        takes = {p.name: p for p in command.params} if command else {}
+        # --out only where it is the command's output folder (import's --out is the study folder it creates)
+        defaults = {k: v for k, v in given.items() if k in takes and (k != "out" or takes[k].default == Path("out"))}
+        ctx.default_map = {**(ctx.default_map or {}), ctx.invoked_subcommand: defaults}
     if ctx.invoked_subcommand is None:
         if out is None:
             click.echo(ctx.get_help())

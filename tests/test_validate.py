@@ -346,3 +346,19 @@ def test_file_name_that_is_not_utf8_is_reported_not_a_crash(study, good_workbook
     assert proc.returncode == 1 and b"Traceback" not in proc.stderr, proc.stderr
     (finding,) = json.loads(proc.stdout)["findings"]
     assert finding["rule"] == "FILE-NOT-XLSX" and "caf" in finding["file"]
+
+
+def test_study_and_out_given_before_the_build_command_are_used_by_it(tmp_path):
+    """`build_crf.py --study S --out O xlsx` built the shipped study into out/ (the command's own defaults won)."""
+    from click.testing import CliRunner
+
+    from crf.cli import build
+
+    mini = str(Path(__file__).parent / "fixtures" / "mini-study")
+    run = CliRunner().invoke(build, ["--study", mini, "--out", str(tmp_path / "o"), "xlsx", "--site", "01", "--subjects", "01-001"])
+    assert run.exit_code == 0, run.output
+    assert sorted(p.name for p in (tmp_path / "o" / "xlsx").iterdir()) == ["MINI_01-001.xlsx"]
+    run = CliRunner().invoke(build, ["--out", str(tmp_path / "o"), "xlsx", "--study", mini, "--out", str(tmp_path / "after")])
+    assert run.exit_code == 0, run.output
+    assert len(list((tmp_path / "after" / "xlsx").glob("MINI_*.xlsx"))) == 1  # given after the command, the command's own win
+    assert sorted(p.name for p in (tmp_path / "o" / "xlsx").iterdir()) == ["MINI_01-001.xlsx"]
