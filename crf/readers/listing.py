@@ -20,6 +20,7 @@ from ..findings import Finding, Severity
 from ..model import Study
 from .base import file_finding
 from .convert import safe_text
+from .sheet_xml import column_letters
 
 QUERIES_SHEET = "Queries"
 ABOUT_SHEET = "About"
@@ -73,15 +74,6 @@ def _text(value: Any) -> str:
     return text[1:] if text.startswith("'") else text  # the listing writer's formula guard
 
 
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def read_listing(data: bytes, display: str, study: Study) -> Optional[QueryListing]:
     """The listing in `data`, or None when the workbook is not a query listing (then it is just not a CRF)."""
     try:
@@ -114,7 +106,7 @@ def read_listing(data: bytes, display: str, study: Study) -> Optional[QueryListi
         cells = {key: _text(raw[i]) if i < len(raw) else "" for key, i in columns.items()}
         if not any(cells.values()):
             continue
-        id_cell = f"{_column_letter(id_col)}{number}"
+        id_cell = f"{column_letters(id_col)}{number}"
         qid = cells["id"].lower()
         if not QUERY_ID.match(qid):
             listing.findings.append(file_finding(
