@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 from urllib.parse import urldefrag, urljoin
 
-import jsonschema
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
 
 from . import defcache, expressions, plugin
 from .plugin import NO_FUNCTIONS, StudyFunctions
@@ -110,7 +108,10 @@ def flat_crf_meta_schema() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def _meta_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draft202012Validator]:
+def _meta_validators() -> tuple[Any, Any]:
+    """jsonschema validators of the meta-schemas (jsonschema is imported only when a definition is checked)."""
+    import jsonschema
+
     registry = _build_meta_registry()
     return (
         jsonschema.Draft202012Validator(flat_crf_meta_schema()),
@@ -120,6 +121,8 @@ def _meta_validators() -> tuple[jsonschema.Draft202012Validator, jsonschema.Draf
 
 @lru_cache(maxsize=None)
 def _build_meta_registry() -> referencing.Registry:
+    from jsonschema_specifications import REGISTRY as SPEC_REGISTRY
+
     registry = SPEC_REGISTRY
     for name in ("crf-vocabulary.json", "study.schema.json"):
         contents = json.loads((META_DIR / name).read_text(encoding="utf-8"))
@@ -137,7 +140,8 @@ class _Loader:
         self.folder = folder
         self.problems: list[Problem] = []
         self.docs: dict[str, Any] = {}  # relative path -> parsed JSON
-        self.registry: referencing.Registry = _build_meta_registry()
+        # the study's own schemas only: they are resolved among themselves; the meta-schemas check them (check_meta)
+        self.registry: referencing.Registry = referencing.Registry()
         self.forms: dict[str, Optional[Form]] = {}
         self.assumptions: list[Assumption] = []
         self.doc_logs: list[dict[str, Any]] = []
@@ -710,7 +714,7 @@ def _parse_condition(clause: Any) -> Optional[Condition]:
         return None
 
 
-def _explain_meta_error(error: jsonschema.ValidationError) -> str:
+def _explain_meta_error(error: Any) -> str:  # a jsonschema.ValidationError
     if error.validator in ("unevaluatedProperties", "additionalProperties") and "x-form" in error.schema.get("properties", {}):
         return f"{error.message}: not a JSON Schema 2020-12 keyword nor one of the x- annotations in schemas/meta/crf-vocabulary.json (misspelt?)"
     if error.validator == "additionalProperties":

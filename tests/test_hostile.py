@@ -337,3 +337,20 @@ def test_the_same_findings_in_any_order_and_with_any_jobs(study, good, tmp_path)
         runs.append(sorted((content_of[f.file], f.rule, f.sheet, f.cell, f.visit, f.field, f.row,
                             f.message.replace(f.file, "FILE")) for f in result.findings if f.rule != "DUPLICATE-SUBJECT"))
     assert runs[0] == runs[1] == runs[2]
+
+
+def test_workbook_xml_parser_refuses_what_defusedxml_refuses():
+    """xl/workbook.xml is parsed by expat directly, with defusedxml's handlers: no DTD, no entities, no external references."""
+    from defusedxml.common import DefusedXmlException
+
+    from crf.readers.xlsx.package import XmlDamaged, _Handler, _sax_parse, xml_text
+
+    hostile = [b'<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "aaaa">]><workbook>&a;</workbook>',
+               b'<?xml version="1.0"?><!DOCTYPE w SYSTEM "file:///etc/passwd"><workbook/>']
+    for data in hostile:
+        with pytest.raises(DefusedXmlException):
+            _sax_parse(data, _Handler())
+    with pytest.raises(XmlDamaged):
+        _sax_parse(b"<workbook><sheets></workbook>", _Handler())
+    _sax_parse(b'<?xml version="1.0" encoding="UTF-8"?><workbook><sheets/></workbook>', _Handler())
+    assert xml_text("a &lt;b&gt; &amp;&amp; &quot;c&quot; &apos;d&apos; &#233;&#x4E2D;&#0;") == "a <b> && \"c\" 'd' é中&#0;"

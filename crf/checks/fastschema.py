@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urldefrag, urljoin
 
-from jsonschema import FormatChecker
+from .formats import Formats
 
 Predicate = Callable[[Any], bool]
 
@@ -81,7 +81,7 @@ def _properties(props: dict[str, Predicate]) -> Predicate:
 
 
 class Compiler:
-    def __init__(self, registry: Any, format_checker: FormatChecker):
+    def __init__(self, registry: Any, format_checker: Formats):
         self.registry = registry
         self.formats = format_checker
         self._refs: dict[str, Predicate] = {}
@@ -217,12 +217,12 @@ def _join(base: str, ref: str) -> str:
     return urljoin(base, ref)
 
 
-def compile_schema(registry: Any, uri: str, format_checker: FormatChecker) -> Optional[Predicate]:
+def compile_schema(registry: Any, uri: str, format_checker: Formats) -> Optional[Predicate]:
     """A validity predicate for the schema at `uri`, or None when it uses an unsupported keyword."""
     return compile_schemas(registry, [uri], format_checker)[uri]
 
 
-def compile_schemas(registry: Any, uris: Iterable[str], format_checker: FormatChecker) -> dict[str, Optional[Predicate]]:
+def compile_schemas(registry: Any, uris: Iterable[str], format_checker: Formats) -> dict[str, Optional[Predicate]]:
     """`compile_schema` for each of `uris`, sharing what they refer to (the code lists, the item definitions): compiled once."""
     compiler = Compiler(registry, format_checker)
     out: dict[str, Optional[Predicate]] = {}

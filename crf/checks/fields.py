@@ -1,6 +1,7 @@
 """Field checks: every visit and log against its JSON Schema, soft limits, and values that could not be read.
 
-Validators are built once per schema URI (format checking on) and reused for every subject.
+Each schema is compiled once (crf.checks.fastschema); a form it finds invalid is validated again by jsonschema,
+imported then, whose errors the findings are made from.
 Each schema error is mapped back to its field and cell and explained for a site coordinator;
 fields the reader could not find or convert are reported by the reader and skipped here, so one
 problem gives one finding.
@@ -9,10 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
-
-import jsonschema
-from jsonschema import Draft202012Validator, FormatChecker
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ..catalogue import code, problem_text
 from ..findings import Finding
@@ -24,36 +22,14 @@ from ..readers.convert import ValueIssue, show_value
 from ..subject import Location, SubjectRecord
 from .derive import Disagreement
 from .fastschema import Predicate, compile_schemas
+from .formats import Formats, jsonschema_checker
 from .stage import CheckStage, derive
 
-_PARTIAL_DATE = re.compile(r"^\d{4}(?:-(0[1-9]|1[0-2])(?:-\d{2})?)?$")
-_TIME_HM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$")
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
+
 _QUOTED = re.compile(r"^'(.+?)' is (?:a required property|a dependency of '(.+)')$")
 MAX_CHOICES_LISTED = 8
-
-
-def format_checker() -> FormatChecker:
-    checker = FormatChecker(formats=("date",))
-
-    @checker.checks("partial-date")
-    def _partial(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        if not _PARTIAL_DATE.match(value):
-            return False
-        if len(value) == 10:
-            import datetime as dt
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                return False
-        return True
-
-    @checker.checks("time-hm")
-    def _time(value: object) -> bool:
-        return not isinstance(value, str) or bool(_TIME_HM.match(value))
-
-    return checker
 
 
 @dataclass(frozen=True)
@@ -77,13 +53,9 @@ class FieldChecks(CheckStage):
     def __init__(self, study: Study):
         self.study = study
         registry = study.schemas.registry
-        checker = format_checker()
-        self._validators: dict[str, Draft202012Validator] = {}
-        self._fast: dict[str, Optional[Predicate]] = {}
+        self._validators: dict[str, Any] = {}  # uri -> jsonschema validator, made when a form first fails
         uris = sorted({*study.schemas.visit_uris.values(), *study.schemas.log_uris.values()})
-        for uri in uris:
-            self._validators[uri] = Draft202012Validator({"$ref": uri}, registry=registry, format_checker=checker)
-        self._fast = compile_schemas(registry, uris, checker)  # the schemas' shared parts compiled once
+        self._fast: dict[str, Optional[Predicate]] = compile_schemas(registry, uris, Formats())  # shared parts compiled once
         self._logs = {lg.id: lg for lg in study.logs}
         self.locator = Locator(study)
 
@@ -110,11 +82,24 @@ class FieldChecks(CheckStage):
                 yield from self._log_error(read, log, error, derived, seen)
             yield from self._soft_log(read, log, rows)
 
-    def _errors(self, uri: str, instance: Any) -> Iterator[jsonschema.ValidationError]:
+    def _errors(self, uri: str, instance: Any) -> Iterator[ValidationError]:
         fast = self._fast.get(uri)
         if fast is not None and fast(instance):
             return iter(())  # valid: jsonschema would find nothing
-        return self._validators[uri].iter_errors(instance)
+        return self.validator(uri).iter_errors(instance)
+
+    def validator(self, uri: str) -> Any:
+        """jsonschema's validator of one schema, which words the findings; made when a form first fails.
+
+        jsonschema takes 0.05 s to import: a run whose forms all pass their compiled checks never imports it.
+        """
+        validator = self._validators.get(uri)
+        if validator is None:
+            from jsonschema import Draft202012Validator
+
+            validator = self._validators[uri] = Draft202012Validator(
+                {"$ref": uri}, registry=self.study.schemas.registry, format_checker=jsonschema_checker())
+        return validator
 
     # -- where ----------------------------------------------------------------------------
     def _visit_where(self, record: SubjectRecord, key: str, visit: Visit, form: str, item_id: Optional[str]) -> _Where:
@@ -204,7 +189,7 @@ class FieldChecks(CheckStage):
     def _skip(self, read: ReadSubject, path: str, derived: set[str]) -> bool:
         return path in read.issues or path in read.unknown or path in derived
 
-    def _visit_error(self, read: ReadSubject, key: str, visit: Visit, error: jsonschema.ValidationError, derived: set[str],
+    def _visit_error(self, read: ReadSubject, key: str, visit: Visit, error: ValidationError, derived: set[str],
                      seen: set[tuple[str, str]]) -> Iterator[Finding]:
         record = read.record
         path = list(error.absolute_path)
@@ -277,7 +262,7 @@ class FieldChecks(CheckStage):
         inputs = [str(FieldPath.visit(key, form, it.id)) for it in visit.form(form).items if it.is_input]
         return bool(inputs) and all(p in read.unknown for p in inputs)
 
-    def _log_error(self, read: ReadSubject, log: Log, error: jsonschema.ValidationError, derived: set[str],
+    def _log_error(self, read: ReadSubject, log: Log, error: ValidationError, derived: set[str],
                    seen: set[tuple[str, str]]) -> Iterator[Finding]:
         record = read.record
         path = list(error.absolute_path)
@@ -312,7 +297,7 @@ class FieldChecks(CheckStage):
         where = self._log_where(read, log, index, item_id)
         yield self._value_error(record, where, error)
 
-    def _required(self, record: SubjectRecord, where: _Where, error: jsonschema.ValidationError) -> Finding:
+    def _required(self, record: SubjectRecord, where: _Where, error: ValidationError) -> Finding:
         item = where.item
         reason = ""
         if error.validator == "dependentRequired":
@@ -346,7 +331,7 @@ class FieldChecks(CheckStage):
             return self._logs[where.form].form
         return None
 
-    def _value_error(self, record: SubjectRecord, where: _Where, error: jsonschema.ValidationError) -> Finding:
+    def _value_error(self, record: SubjectRecord, where: _Where, error: ValidationError) -> Finding:
         item = where.item
         value = error.instance if not isinstance(error.instance, (list, dict)) or error.validator in ("minItems", "uniqueItems") else error.instance
         shown = show_value(value) if not isinstance(value, (int, float)) or isinstance(value, bool) else _num(value)
@@ -436,7 +421,7 @@ def _outside_soft(item: Item, value: Any) -> bool:
     return item.hard.contains(value) and not item.soft.contains(value)
 
 
-def _missing_name(error: jsonschema.ValidationError) -> Optional[str]:
+def _missing_name(error: ValidationError) -> Optional[str]:
     m = _QUOTED.match(error.message)
     if m:
         return m[1]

@@ -9,14 +9,13 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Optional
-from xml.sax.saxutils import unescape as xml_unescape
 
 from ...fieldmap import iter_fields
 from ...findings import Finding, Severity
 from ...model import Study
 from ..base import file_finding
 from ..sheet_xml import column_index
-from .package import _INLINE_TEXT, _META_CELL
+from .package import _INLINE_TEXT, _META_CELL, xml_text
 
 _REF = re.compile(r"^(?:'((?:[^']|'')+)'|([^'!]+))!\$?([A-Z]{1,3})\$?(\d+)$")
 _CELL = re.compile(r"^([A-Z]{1,3})(\d+)$")
@@ -117,7 +116,7 @@ class _FieldMap:
             if found is None:
                 return None
             try:
-                texts[column] = xml_unescape(found.group(1).decode("utf-8"), {"&quot;": '"', "&apos;": "'"})
+                texts[column] = xml_text(found.group(1).decode("utf-8"))
             except UnicodeDecodeError:
                 return None
         return [texts.get(c, "") for c in (b"A", b"B", b"C", b"D")]
